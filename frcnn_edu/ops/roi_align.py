@@ -1,0 +1,152 @@
+"""RoIAlign (Mask R-CNN §3) with the semantics of torchvision.ops.roi_align, in plain tensor operations.
+
+RoI pooling rounds each RoI to whole feature cells; RoIAlign does not. Each bin averages a grid of sample points,
+each read from the feature map by bilinear interpolation, so a RoI moved by a fraction of a cell changes the
+output smoothly. Notebook: 08_roi_pool_vs_roi_align. torchvision's rules, reproduced exactly:
+- corners are scaled by spatial_scale and, with aligned=True, shifted by -0.5 cell (pixel centres);
+  with aligned=False a RoI is at least 1 x 1 cell;
+- a bin has sampling_ratio x sampling_ratio samples, or, for sampling_ratio <= 0, ceil(roi_h / PH) x
+  ceil(roi_w / PW) (adaptive: more samples for larger RoIs);
+- a sample further than one cell outside the map reads 0; one within [-1, 0] reads the edge; the output is the
+  sum over samples divided by the sample count.
+
+How it is computed: bilinear weights factor into a row weight times a column weight, and so does the grid of
+samples. The average over a bin is therefore a weighted sum over rows times a weighted sum over columns:
+output[k, c] = A_y[k] @ input[image_k, c] @ A_x[k]^T / count_k, with A_y [K, PH, H] and A_x [K, PW, W] the
+summed interpolation weights of the bin's sample rows and columns. Two matrix products, no loop over RoIs or
+samples, and the gradient is the transposed products. An adaptive grid can be arbitrarily fine for a huge RoI,
+but at most 2 * size + 3 of its samples along an axis land on the map (step >= 0.5 cell), so only those are
+enumerated: the shapes stay fixed and nothing is read on the host.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import as_roi_tensor, check_feature_map, pair
+
+_CHUNK_ELEMENTS = 1 << 24  # RoIs are pooled in chunks so the [RoIs * PH, C * W] product stays near 64 MB (fp32)
+
+
+def _axis_weights(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, size: int, adaptive: bool) -> Tensor:
+    """Summed bilinear weights of each bin's samples along one axis.
+
+    Args:
+        start: [K] RoI start along the axis, feature cells (continuous). bin_size: [K] cells per bin.
+        grid: [K] int64 samples per bin along the axis (<= 0 means none).
+        pooled: bins along the axis. size: feature-map cells along the axis.
+        adaptive: True when the grid comes from the RoI size (sampling_ratio <= 0).
+
+    Returns:
+        [K, pooled, size]: weight of each map row (or column) in each bin, summed over the bin's samples.
+    """
+    device, dtype = start.device, start.dtype
+    bins = torch.arange(pooled, device=device, dtype=dtype)  # [P]
+    bin_start = start[:, None] + bins * bin_size[:, None]  # [K, P], as torchvision: start + p * bin
+    grid_f = grid.to(dtype)[:, None]  # [K, 1]
+    if adaptive:  # skip the samples before y = -1: only the next 2 * size + 3 (plus slack) can touch the map
+        step = torch.where(grid_f > 0, bin_size[:, None] / grid_f.clamp(min=1), torch.ones_like(grid_f))
+        first = torch.floor(((-1 - bin_start) / step - 0.5).clamp(min=0, max=2**40)).long() - 1  # [K, P]
+        first, count = first.clamp(min=0), 2 * size + 6
+    else:
+        first, count = torch.zeros_like(bin_start, dtype=torch.long), int(grid.max()) if grid.numel() else 0
+    sample = first[:, :, None] + torch.arange(count, device=device)  # [K, P, D] sample indices in the bin
+    used = sample < grid[:, None, None]
+    # y = start + p * bin + (iy + 0.5) * bin / grid, in torchvision's order of operations (same rounding)
+    y = bin_start[:, :, None] + ((sample.to(dtype) + 0.5) * bin_size[:, None, None]) / grid_f[:, :, None].clamp(min=1)
+    used &= (y >= -1) & (y <= size)
+    y = torch.where(used, y, 0).clamp(min=0)  # unused samples get weight 0; parked at row 0 to index safely
+    low = torch.floor(y).long()
+    at_edge = low >= size - 1
+    low = torch.where(at_edge, size - 1, low)
+    high = torch.where(at_edge, size - 1, low + 1)
+    frac = torch.where(at_edge, torch.zeros_like(y), y - low.to(dtype))  # ly; 1 - ly goes to the low row
+    weights = torch.zeros(start.shape[0], pooled, size, device=device, dtype=dtype)
+    weights.scatter_add_(2, low, (1 - frac) * used)
+    weights.scatter_add_(2, high, frac * used)
+    return weights
+
+
+def _pool(input: Tensor, image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """output[k] = rows[k] @ input[image[k]] @ cols[k]^T for every channel, in chunks of RoIs.
+
+    Args:
+        input: [N, C, H, W]. image: [K] int64. rows: [K, PH, H]. cols: [K, PW, W].
+
+    Returns:
+        [K, C, PH, PW].
+    """
+    num, channels, height, width = input.shape
+    pooled_h, pooled_w = rows.shape[1], cols.shape[1]
+    flat_input = input.permute(0, 2, 1, 3).reshape(num * height, channels * width)  # [N*H, C*W]
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, pooled_h * channels * width))
+    outputs = []
+    for begin in range(0, rows.shape[0], chunk):
+        r, c, img = rows[begin : begin + chunk], cols[begin : begin + chunk], image[begin : begin + chunk]
+        one_hot = torch.nn.functional.one_hot(img, num).to(r.dtype)  # [k, N]
+        r = (one_hot[:, None, :, None] * r[:, :, None, :]).reshape(-1, num * height)  # [k*PH, N*H]
+        t = (r @ flat_input).view(-1, pooled_h * channels, width)  # [k, PH*C, W]
+        t = t @ c.transpose(1, 2)  # [k, PH*C, PW]
+        outputs.append(t.view(-1, pooled_h, channels, pooled_w).permute(0, 2, 1, 3))  # [k, C, PH, PW]
+    if not outputs:
+        return input.new_zeros(0, channels, pooled_h, pooled_w)
+    return torch.cat(outputs)
+
+
+def roi_align(
+    input: Tensor,
+    boxes: Tensor | list[Tensor],
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> Tensor:
+    """RoIAlign, as torchvision.ops.roi_align: same signature, values and gradients.
+
+    Args:
+        input: [N, C, H, W] float, the feature map (feature cells).
+        boxes: RoIs in image px, xyxy: Tensor[K, 5] with the image index in column 0, or a list of N
+            Tensor[L, 4]. Same dtype and device as input.
+        output_size: (PH, PW) bins, or one int for both.
+        spatial_scale: image px -> feature cells (1/16 for a stride-16 backbone).
+        sampling_ratio: samples per bin along each axis; <= 0 means adaptive, ceil(roi size / bins).
+        aligned: shift the scaled RoI by -0.5 cell so sample points sit on pixel centres (Detectron2's fix).
+
+    Returns:
+        [K, C, PH, PW]. Differentiable in input; like torchvision, not in boxes.
+    """
+    input = check_feature_map(input)
+    rois = as_roi_tensor(boxes, input).detach()
+    pooled_h, pooled_w = pair(output_size)
+    height, width = input.shape[-2:]
+    offset = 0.5 if aligned else 0.0
+    x1, y1, x2, y2 = (rois[:, 1:] * spatial_scale - offset).unbind(1)  # [K] each, feature cells
+    roi_w, roi_h = x2 - x1, y2 - y1
+    if not aligned:  # torchvision's legacy behaviour: force malformed RoIs to 1 x 1
+        roi_w, roi_h = roi_w.clamp(min=1), roi_h.clamp(min=1)
+    if sampling_ratio > 0:
+        grid_h = grid_w = torch.full_like(roi_h, sampling_ratio, dtype=torch.long)
+    else:
+        grid_h, grid_w = torch.ceil(roi_h / pooled_h).long(), torch.ceil(roi_w / pooled_w).long()
+    rows = _axis_weights(y1, roi_h / pooled_h, grid_h, pooled_h, height, sampling_ratio <= 0)  # [K, PH, H]
+    cols = _axis_weights(x1, roi_w / pooled_w, grid_w, pooled_w, width, sampling_ratio <= 0)  # [K, PW, W]
+    count = (grid_h * grid_w).clamp(min=1).to(input.dtype)  # [K]
+    return _pool(input, rois[:, 0].long(), rows, cols) / count[:, None, None, None]
+
+
+class RoIAlign(nn.Module):
+    """Module form of roi_align, as torchvision.ops.RoIAlign."""
+
+    def __init__(self, output_size: int | tuple[int, int], spatial_scale: float, sampling_ratio: int, aligned: bool = False):
+        super().__init__()
+        self.output_size = pair(output_size)
+        self.spatial_scale = spatial_scale
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+
+    def forward(self, input: Tensor, rois: Tensor | list[Tensor]) -> Tensor:
+        return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+                f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}")
