@@ -1,0 +1,160 @@
+"""FasterRCNN: the stages wired together (FRCNN Fig. 2: "RPN + Fast R-CNN" sharing one conv feature map).
+
+    images -> transform (rescale, normalise, batch) -> backbone (shared conv features, stride 16)
+           -> anchors + RPN (objectness, deltas) -> proposal layer (K proposals per image, image px)
+           -> RoI projection + pooling (x / 16, 7x7) -> FC head (classes, class-specific deltas)
+           -> detections (image px) -> orig px
+
+The calling convention is torchvision's: model(images, targets) in train mode returns the four losses;
+model(images) in eval mode returns one dict per image with boxes (xyxy, orig px), labels (1..L-1) and scores.
+`model.forward_trace(...)` returns the same plus every intermediate, for the notebooks. Apart from the optional
+input check at the entry, nothing in the forward pass reads the device, in train and in eval, except the one
+boolean selection per image that builds the ragged per-image output torchvision's API asks for.
+Notebook: 01_from_rcnn_to_faster_rcnn, 06_fast_rcnn_head.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .anchors import AnchorGenerator
+from .backbone import build_backbone
+from .box_coder import encode_boxes
+from .config import FasterRCNNConfig
+from .head import FastRCNNPredictor, head_loss, label_proposals, pool_rois, postprocess_detections, sample_rois
+from .proposals import generate_proposals
+from .rpn import RPNHead, inside_image, label_anchors, rpn_loss, sample_balanced
+from .transform import boxes_to_original, check_metadata, check_values, prepare_images
+
+
+def pad_targets(targets: list[dict], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Ground truths of all images as fixed-size tensors (G = the largest count, at least 1).
+
+    Returns:
+        boxes: [N, G, 4] image px, padding rows = (0, 0, 1, 1) so encoding them stays finite.
+        labels: [N, G] int64, padding 0. valid: [N, G] bool.
+    """
+    most = max(1, max(t["boxes"].shape[0] for t in targets))
+    boxes = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device).repeat(len(targets), most, 1)
+    labels = torch.zeros(len(targets), most, dtype=torch.int64, device=device)
+    valid = torch.zeros(len(targets), most, dtype=torch.bool, device=device)
+    for i, t in enumerate(targets):
+        count = t["boxes"].shape[0]
+        boxes[i, :count] = t["boxes"]
+        labels[i, :count] = t["labels"]
+        valid[i, :count] = True
+    return boxes, labels, valid
+
+
+class FasterRCNN(nn.Module):
+    """Faster R-CNN (Ren et al. 2015) with torchvision's calling convention.
+
+    Args:
+        num_classes: L, including the background (21 for PASCAL VOC), as in torchvision.
+        backbone: "vgg16" (the paper's), "resnet50" (C4) or "tiny" (CPU, from scratch).
+        config: FasterRCNNConfig; default paper_vgg16() for vgg16/resnet50 and tiny_cpu() for tiny.
+        pretrained: ImageNet weights for the backbone through torchvision's weights API (needs a download once).
+        check_inputs: check target values at the entry (one device read per batch); False for tight GPU loops.
+    """
+
+    def __init__(self, num_classes: int, backbone: str = "vgg16", config: FasterRCNNConfig | None = None,
+                 pretrained: bool = False, check_inputs: bool = True):
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes counts the background and must be an int >= 2, got {num_classes!r}")
+        if config is None:
+            config = FasterRCNNConfig.tiny_cpu() if backbone == "tiny" else FasterRCNNConfig.paper_vgg16()
+        self.config, self.num_classes, self.check_inputs = config, num_classes, check_inputs
+        net = build_backbone(backbone, pretrained, config.representation_size, config.roi_output_size)
+        self.backbone, self.box_head, self.roi_output_size = net.body, net.head, net.roi_output_size
+        self.anchor_generator = AnchorGenerator(config.anchor_sizes, config.anchor_ratios, config.feature_stride)
+        self.rpn = RPNHead(net.out_channels, config.num_anchors)
+        self.box_predictor = FastRCNNPredictor(net.head_dim, num_classes)
+        self.register_buffer("image_mean", torch.tensor(config.image_mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(config.image_std).view(3, 1, 1), persistent=False)
+
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
+        """Train mode: dict of the four losses. Eval mode: list of {boxes [D, 4] orig px, labels [D], scores [D]}."""
+        return self.forward_trace(images, targets)[0]
+
+    def forward_trace(self, images: list[Tensor], targets: list[dict] | None = None) -> tuple[object, dict]:
+        """forward, plus a dict of every intermediate (see the keys set below), for teaching and debugging."""
+        check_metadata(images, targets, self.training)
+        if targets is not None and self.check_inputs:
+            check_values(targets, self.num_classes)
+        cfg = self.config
+        batch, targets = prepare_images(images, targets, cfg.min_size, cfg.max_size, cfg.size_divisible,
+                                        self.image_mean, self.image_std)
+        features = self.backbone(batch.tensors)  # [N, C, Hf, Wf]
+        anchors = self.anchor_generator(tuple(features.shape[-2:])).to(features.dtype)  # [M, 4] image px
+        objectness, rpn_deltas = self.rpn(features)  # [N, M], [N, M, 4]
+        top_n = (cfg.rpn_pre_nms_top_n_train, cfg.rpn_post_nms_top_n_train) if self.training else (
+            cfg.rpn_pre_nms_top_n_test, cfg.rpn_post_nms_top_n_test)
+        proposals = generate_proposals(anchors, objectness, rpn_deltas, batch.image_sizes, *top_n,
+                                       cfg.rpn_nms_thresh, cfg.rpn_min_size)
+        trace = dict(batch=batch, features=features, anchors=anchors, objectness=objectness,
+                     rpn_deltas=rpn_deltas, proposals=proposals)
+        if self.training:
+            return self._losses(features, anchors, objectness, rpn_deltas, proposals, batch, targets, trace), trace
+        return self._detect(features, proposals, batch, trace), trace
+
+    def _pool_and_classify(self, features: Tensor, rois: Tensor, trace: dict) -> tuple[Tensor, Tensor]:
+        cfg = self.config
+        pooled = pool_rois(features, rois, self.roi_output_size, cfg.spatial_scale, cfg.roi_pool,
+                           cfg.roi_sampling_ratio)  # [N*B, C, S, S]
+        class_logits, box_deltas = self.box_predictor(self.box_head(pooled))  # [N*B, L], [N*B, L, 4]
+        trace.update(pooled=pooled, class_logits=class_logits, box_deltas=box_deltas)
+        return class_logits, box_deltas
+
+    def _losses(self, features, anchors, objectness, rpn_deltas, proposals, batch, targets, trace) -> dict:
+        cfg = self.config
+        gt_boxes, gt_labels, gt_valid = pad_targets(targets, features.device)
+        usable = inside_image(anchors, batch.image_sizes) if cfg.rpn_ignore_cross_boundary else torch.ones_like(
+            objectness, dtype=torch.bool)
+        anchor_labels, matched = label_anchors(anchors, gt_boxes, gt_valid, usable, cfg.rpn_fg_iou_thresh,
+                                               cfg.rpn_bg_iou_thresh)
+        positive, negative = sample_balanced(anchor_labels, cfg.rpn_batch_size_per_image, cfg.rpn_positive_fraction)
+        matched_boxes = gt_boxes.gather(1, matched[:, :, None].expand(-1, -1, 4))  # [N, M, 4]
+        loss_objectness, loss_rpn_box = rpn_loss(objectness, rpn_deltas, anchors, matched_boxes, positive, negative,
+                                                 cfg.rpn_box_loss_beta)
+        # Fast §2.3 / torchvision: the ground-truth boxes join the proposals as RoIs
+        candidates = torch.cat([proposals.boxes, gt_boxes], dim=1)  # [N, K+G, 4]
+        candidate_valid = torch.cat([proposals.valid, gt_valid], dim=1)
+        roi_labels, roi_matched = label_proposals(candidates, candidate_valid, gt_boxes, gt_labels, gt_valid,
+                                                  cfg.roi_fg_iou_thresh, cfg.roi_bg_iou_thresh_hi,
+                                                  cfg.roi_bg_iou_thresh_lo)
+        index, used = sample_rois(roi_labels, cfg.roi_batch_size_per_image, cfg.roi_positive_fraction)  # [N, B]
+        rois = candidates.gather(1, index[:, :, None].expand(-1, -1, 4))  # [N, B, 4]
+        labels = roi_labels.gather(1, index)
+        matched_boxes = gt_boxes.gather(1, roi_matched.gather(1, index)[:, :, None].expand(-1, -1, 4))
+        box_targets = encode_boxes(matched_boxes, rois, cfg.box_coder_weights)  # [N, B, 4]
+        class_logits, box_deltas = self._pool_and_classify(features, rois, trace)
+        loss_classifier, loss_box = head_loss(class_logits, box_deltas, labels.flatten(), used.flatten(),
+                                              box_targets.view(-1, 4), cfg.roi_box_loss_beta)
+        trace.update(anchor_labels=anchor_labels, rpn_positive=positive, rpn_negative=negative, rois=rois,
+                     roi_labels=labels, roi_used=used)
+        return dict(loss_objectness=loss_objectness, loss_rpn_box_reg=loss_rpn_box,
+                    loss_classifier=loss_classifier, loss_box_reg=loss_box)
+
+    def _detect(self, features, proposals, batch, trace) -> list[dict]:
+        cfg = self.config
+        class_logits, box_deltas = self._pool_and_classify(features, proposals.boxes, trace)
+        det = postprocess_detections(class_logits, box_deltas, proposals.boxes, proposals.valid, batch.image_sizes,
+                                     cfg.box_coder_weights, cfg.box_score_thresh, cfg.box_nms_thresh,
+                                     cfg.box_detections_per_img, cfg.box_min_size)
+        trace.update(detections=det)
+        return postprocess(det, batch.image_sizes, batch.original_sizes)
+
+
+def postprocess(det, image_sizes: list[tuple[int, int]], original_sizes: list[tuple[int, int]]) -> list[dict]:
+    """Fixed-size detections -> torchvision's ragged per-image dicts in orig px.
+
+    The one place the count of detections must be known on the host: one nonzero per image (a device read).
+    """
+    results = []
+    for i in range(det.boxes.shape[0]):
+        keep = det.valid[i].nonzero().squeeze(1)  # the valid ones come first: sorted by score
+        boxes = boxes_to_original(det.boxes[i].index_select(0, keep), image_sizes[i], original_sizes[i])
+        results.append(dict(boxes=boxes, labels=det.labels[i].index_select(0, keep),
+                            scores=det.scores[i].index_select(0, keep)))
+    return results
