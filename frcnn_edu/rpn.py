@@ -94,7 +94,8 @@ def label_anchors(anchors: Tensor, gt_boxes: Tensor, gt_valid: Tensor, usable: T
         matched: [N, M] int64, the index in G of each anchor's highest-IoU ground truth.
     """
     iou = box_iou(anchors.expand(gt_boxes.shape[0], -1, -1), gt_boxes)  # [N, M, G]
-    iou = iou.masked_fill(~gt_valid[:, None, :] | ~usable[:, :, None], -1.0)
+    iou = iou.masked_fill(~gt_valid[:, None, :], 0.0)  # padding overlaps nothing: an empty image is all negatives
+    iou = iou.masked_fill(~usable[:, :, None], -1.0)  # unusable anchors fall in no band: ignored
     best_iou, matched = iou.max(dim=2)  # [N, M]
     labels = torch.full_like(matched, IGNORED)
     labels = torch.where((best_iou >= 0) & (best_iou < bg_iou_thresh), NEGATIVE, labels)

@@ -28,14 +28,14 @@ from ._checks import as_roi_tensor, check_feature_map, pair
 _CHUNK_ELEMENTS = 1 << 24  # RoIs are pooled in chunks so the [RoIs * PH, C * W] product stays near 64 MB (fp32)
 
 
-def _axis_weights(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, size: int, adaptive: bool) -> Tensor:
+def _axis_weights(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, size: int, sampling_ratio: int) -> Tensor:
     """Summed bilinear weights of each bin's samples along one axis.
 
     Args:
         start: [K] RoI start along the axis, feature cells (continuous). bin_size: [K] cells per bin.
         grid: [K] int64 samples per bin along the axis (<= 0 means none).
         pooled: bins along the axis. size: feature-map cells along the axis.
-        adaptive: True when the grid comes from the RoI size (sampling_ratio <= 0).
+        sampling_ratio: > 0, the fixed grid; <= 0, the grid comes from the RoI size (adaptive).
 
     Returns:
         [K, pooled, size]: weight of each map row (or column) in each bin, summed over the bin's samples.
@@ -44,12 +44,12 @@ def _axis_weights(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, si
     bins = torch.arange(pooled, device=device, dtype=dtype)  # [P]
     bin_start = start[:, None] + bins * bin_size[:, None]  # [K, P], as torchvision: start + p * bin
     grid_f = grid.to(dtype)[:, None]  # [K, 1]
-    if adaptive:  # skip the samples before y = -1: only the next 2 * size + 3 (plus slack) can touch the map
+    if sampling_ratio <= 0:  # skip the samples before y = -1: only the next 2 * size + 3 (plus slack) can touch the map
         step = torch.where(grid_f > 0, bin_size[:, None] / grid_f.clamp(min=1), torch.ones_like(grid_f))
         first = torch.floor(((-1 - bin_start) / step - 0.5).clamp(min=0, max=2**40)).long() - 1  # [K, P]
         first, count = first.clamp(min=0), 2 * size + 6
     else:
-        first, count = torch.zeros_like(bin_start, dtype=torch.long), int(grid.max()) if grid.numel() else 0
+        first, count = torch.zeros_like(bin_start, dtype=torch.long), sampling_ratio
     sample = first[:, :, None] + torch.arange(count, device=device)  # [K, P, D] sample indices in the bin
     used = sample < grid[:, None, None]
     # y = start + p * bin + (iy + 0.5) * bin / grid, in torchvision's order of operations (same rounding)
@@ -81,15 +81,13 @@ def _pool(input: Tensor, image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     flat_input = input.permute(0, 2, 1, 3).reshape(num * height, channels * width)  # [N*H, C*W]
     chunk = max(1, _CHUNK_ELEMENTS // max(1, pooled_h * channels * width))
     outputs = []
-    for begin in range(0, rows.shape[0], chunk):
+    for begin in range(0, max(1, rows.shape[0]), chunk):  # at least one (maybe empty) chunk: keeps the graph
         r, c, img = rows[begin : begin + chunk], cols[begin : begin + chunk], image[begin : begin + chunk]
-        one_hot = torch.nn.functional.one_hot(img, num).to(r.dtype)  # [k, N]
+        one_hot = (img[:, None] == torch.arange(num, device=img.device)).to(r.dtype)  # [k, N] (F.one_hot syncs)
         r = (one_hot[:, None, :, None] * r[:, :, None, :]).reshape(-1, num * height)  # [k*PH, N*H]
         t = (r @ flat_input).view(-1, pooled_h * channels, width)  # [k, PH*C, W]
         t = t @ c.transpose(1, 2)  # [k, PH*C, PW]
         outputs.append(t.view(-1, pooled_h, channels, pooled_w).permute(0, 2, 1, 3))  # [k, C, PH, PW]
-    if not outputs:
-        return input.new_zeros(0, channels, pooled_h, pooled_w)
     return torch.cat(outputs)
 
 
@@ -128,8 +126,8 @@ def roi_align(
         grid_h = grid_w = torch.full_like(roi_h, sampling_ratio, dtype=torch.long)
     else:
         grid_h, grid_w = torch.ceil(roi_h / pooled_h).long(), torch.ceil(roi_w / pooled_w).long()
-    rows = _axis_weights(y1, roi_h / pooled_h, grid_h, pooled_h, height, sampling_ratio <= 0)  # [K, PH, H]
-    cols = _axis_weights(x1, roi_w / pooled_w, grid_w, pooled_w, width, sampling_ratio <= 0)  # [K, PW, W]
+    rows = _axis_weights(y1, roi_h / pooled_h, grid_h, pooled_h, height, sampling_ratio)  # [K, PH, H]
+    cols = _axis_weights(x1, roi_w / pooled_w, grid_w, pooled_w, width, sampling_ratio)  # [K, PW, W]
     count = (grid_h * grid_w).clamp(min=1).to(input.dtype)  # [K]
     return _pool(input, rois[:, 0].long(), rows, cols) / count[:, None, None, None]
 
