@@ -1,0 +1,357 @@
+"""Training and evaluation: the loop, checkpoints that survive interruption, VOC mAP, pictures of the run.
+
+    python -m frcnn_edu.train --data builtin --out runs/demo --time-budget 600
+    python -m frcnn_edu.train --data voc --root data/VOCdevkit --image-set catdog_trainval --backbone vgg16 ...
+
+The paper's optimiser (Fast §2.3 / FRCNN §3.1.3): SGD, momentum 0.9, weight decay 5e-4; here with a linear
+warm-up and a cosine decay over `--iterations` (FRCNN steps the rate down once, by 10x, after 60k of 80k
+mini-batches; a cosine does the same job smoothly on short runs). Everything random is drawn from the seed:
+the data order and flips per epoch from (seed, epoch), the model's anchor and RoI sampling from torch's RNG,
+whose state the checkpoint keeps, so `--resume` continues exactly where an interrupted run stopped.
+Run folder: checkpoint.pt (written atomically each epoch, at the end and on Ctrl-C), losses.csv (one row per
+iteration), metrics.json, losses.png, detections.png. Notebook: 06_fast_rcnn_head.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .config import FasterRCNNConfig
+from .data import BUILTIN_CLASSES, VOC_CLASSES, VOCDataset, hflip, load_image, make_builtin_dataset
+from .metrics import voc_map
+from .model import FasterRCNN
+
+LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
+
+
+@dataclass
+class TrainArgs:
+    """Command-line options; the defaults are the demo's (tiny backbone, built-in dataset, CPU)."""
+
+    data: str = "builtin"  # "builtin" or "voc"
+    root: str = "data/builtin"  # builtin: where to generate it; voc: a VOCdevkit folder
+    year: str = ""  # VOC year folder ("2007", "2012"); builtin: "builtin"
+    image_set: str = "trainval"
+    test_set: str = "test"
+    classes: tuple[str, ...] = ()  # default: the dataset's own class list
+    backbone: str = "tiny"
+    pretrained: bool = False
+    iterations: int = 3000
+    batch_size: int = 4
+    lr: float = 0.02
+    momentum: float = 0.9  # Fast §2.3
+    weight_decay: float = 5e-4  # Fast §2.3 / FRCNN §3.1.3
+    warmup: int = 100
+    flip: bool = True  # Fast §2.3 / FRCNN §3.3: horizontal flips, the only augmentation
+    amp: bool = False  # bfloat16 autocast for the convolutions and FC layers (boxes stay float32)
+    seed: int = 0
+    time_budget: float = 0.0  # seconds of training, 0 = no limit
+    device: str = "cpu"
+    out: str = "runs/train"
+    resume: bool = False
+    eval_images: int = 0  # evaluate on the first N test images (0 = all)
+    config: dict = field(default_factory=dict)  # FasterRCNNConfig overrides
+
+
+def class_names(args: TrainArgs) -> tuple[str, ...]:
+    return tuple(args.classes) or (BUILTIN_CLASSES if args.data == "builtin" else VOC_CLASSES)
+
+
+def load_split(args: TrainArgs, image_set: str) -> VOCDataset:
+    """The dataset of one image set, generating the built-in one on first use."""
+    if args.data == "builtin":
+        voc_root, year = make_builtin_dataset(args.root, seed=0), args.year or "builtin"
+    elif args.data == "voc":
+        voc_root, year = Path(args.root), args.year or "2007"
+        if not voc_root.is_dir():
+            raise FileNotFoundError(f"--root {voc_root} is not a folder; it must be a VOCdevkit folder "
+                                    f"(python -m frcnn_edu.datasets download voc2007 --root data)")
+    else:
+        raise ValueError(f"--data must be 'builtin' or 'voc', got {args.data!r}")
+    dataset = VOCDataset(voc_root, year=year, image_set=image_set, classes=class_names(args))
+    if len(dataset) == 0:
+        raise ValueError(f"image set {image_set!r} in {voc_root} is empty")
+    return dataset
+
+
+class InMemory:
+    """A dataset's images (uint8, to save memory) and annotations, decoded once: epochs then cost no I/O."""
+
+    def __init__(self, dataset: VOCDataset):
+        self.images = [(load_image(dataset._image_path(i)) * 255).round().to(torch.uint8) for i in dataset.ids]
+        self.targets = [dataset.annotations[i] for i in range(len(dataset))]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, index: int, flip: bool, device: torch.device) -> tuple[Tensor, dict]:
+        image, target = self.images[index].float().div_(255), self.targets[index]
+        target = dict(boxes=target["boxes"], labels=target["labels"])
+        if flip:
+            image, target = hflip(image, target)
+        return image.to(device), {k: v.to(device) for k, v in target.items()}
+
+
+def epoch_plan(num_images: int, batch_size: int, seed: int, epoch: int, flip: bool) -> tuple[list, Tensor]:
+    """The batches of one epoch and each image's flip, from (seed, epoch) alone: a resumed run redraws them."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(num_images, generator=generator)
+    flips = (torch.rand(num_images, generator=generator) < 0.5) & flip
+    batches = [order[i : i + batch_size].tolist() for i in range(0, num_images - batch_size + 1, batch_size)]
+    return batches, flips
+
+
+def learning_rate(args: TrainArgs, iteration: int, seconds: float = 0.0) -> float:
+    """Linear warm-up from lr/10, then a cosine decay to lr/100 at the end of training.
+
+    The end is the last iteration or, with a time budget, the end of the budget if that comes first: progress
+    is the larger of the two fractions, so a run cut short by the clock has still annealed its rate.
+    """
+    if iteration < args.warmup:
+        return args.lr * (0.1 + 0.9 * iteration / args.warmup)
+    progress = (iteration - args.warmup) / max(1, args.iterations - args.warmup)
+    if args.time_budget:
+        progress = max(progress, seconds / args.time_budget)
+    return args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    """Write to a temporary file, then rename: a crash mid-write never leaves a broken checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """The training loop with progress, logging, checkpoints, resume and a time budget."""
+
+    def __init__(self, args: TrainArgs, model: FasterRCNN, data: InMemory):
+        self.args, self.model, self.data = args, model, data
+        self.device = torch.device(args.device)
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+        self.iteration, self.train_seconds = 0, 0.0
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def state(self) -> dict:
+        return dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), iteration=self.iteration,
+                    train_seconds=self.train_seconds, rng=torch.get_rng_state(),
+                    config=asdict(self.model.config), num_classes=self.model.num_classes,
+                    backbone=self.args.backbone, classes=list(class_names(self.args)))
+
+    def save(self) -> None:
+        save_atomic(self.state(), self.checkpoint_path)
+
+    def load(self) -> None:
+        """Continue from checkpoint.pt; refuse one made with another model configuration."""
+        if not self.checkpoint_path.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path}")
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        mine = dict(config=asdict(self.model.config), num_classes=self.model.num_classes, backbone=self.args.backbone,
+                    classes=list(class_names(self.args)))
+        for key, value in mine.items():
+            if state[key] != value:
+                raise ValueError(f"{self.checkpoint_path} comes from another configuration: {key} is "
+                                 f"{state[key]!r} there, {value!r} here")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration, self.train_seconds = state["iteration"], state["train_seconds"]
+        torch.set_rng_state(state["rng"])
+
+    def step(self, batch: list[int], flips: Tensor) -> dict[str, float]:
+        self.lr = learning_rate(self.args, self.iteration, self.train_seconds)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr
+        images, targets = zip(*(self.data.get(i, bool(flips[i]), self.device) for i in batch))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.amp):
+            losses = self.model(list(images), list(targets))
+        total = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.iteration += 1
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def fit(self, stop_after: int | None = None) -> None:
+        """Train up to args.iterations (or `stop_after` more iterations, for tests), within the time budget."""
+        args, model = self.args, self.model
+        model.train()
+        per_epoch = len(self.data) // args.batch_size
+        last = args.iterations if stop_after is None else min(args.iterations, self.iteration + stop_after)
+        log = self._open_log()
+        bar = tqdm(total=args.iterations, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
+                   disable=None)
+        started, running = time.perf_counter() - self.train_seconds, None
+        try:
+            while self.iteration < last:
+                epoch, position = divmod(self.iteration, per_epoch)
+                batches, flips = epoch_plan(len(self.data), args.batch_size, args.seed, epoch, args.flip)
+                for batch in batches[position:]:
+                    losses = self.step(batch, flips)
+                    self.train_seconds = time.perf_counter() - started
+                    log.writerow([self.iteration, f"{self.train_seconds:.2f}", f"{self.lr:.6f}"]
+                                 + [f"{losses[k]:.5f}" for k in LOSS_NAMES])
+                    running = losses if running is None else {k: 0.9 * running[k] + 0.1 * losses[k] for k in losses}
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{sum(running.values()):.3f}", cls=f"{running['loss_classifier']:.3f}")
+                    if self.iteration >= last or (args.time_budget and self.train_seconds >= args.time_budget):
+                        break
+                self.save()  # each epoch (and at the end)
+                if args.time_budget and self.train_seconds >= args.time_budget:
+                    tqdm.write(f"time budget of {args.time_budget:.0f} s reached at iteration {self.iteration}")
+                    break
+        except KeyboardInterrupt:
+            self.save()
+            tqdm.write(f"interrupted: checkpoint saved at iteration {self.iteration} in {self.checkpoint_path}; "
+                       f"continue with --resume")
+            raise
+        finally:
+            bar.close()
+            log.close()
+
+    def _open_log(self):
+        """losses.csv, with the rows after the resumed iteration dropped, so it matches the weights."""
+        path = self.out / "losses.csv"
+        rows = []
+        if self.iteration and path.exists():
+            with open(path) as f:
+                rows = [r for r in csv.reader(f)][1:]
+            rows = [r for r in rows if int(r[0]) <= self.iteration]
+        f = open(path, "w", newline="")
+        writer = csv.writer(f)
+        writer.writerow(["iteration", "seconds", "lr", *LOSS_NAMES])
+        writer.writerows(rows)
+
+        class Log:  # a csv writer that also closes its file
+            writerow = staticmethod(lambda row: (writer.writerow(row), f.flush()))
+            close = staticmethod(f.close)
+
+        return Log()
+
+
+@torch.no_grad()
+def predict(model: FasterRCNN, data: InMemory, device: torch.device, batch_size: int = 8,
+            limit: int = 0) -> list[dict]:
+    """Detections (orig px, on the CPU) for the first `limit` images of `data` (all when 0)."""
+    model.eval()
+    count = len(data) if not limit else min(limit, len(data))
+    results = []
+    for start in tqdm(range(0, count, batch_size), desc="eval", unit="batch", disable=None):
+        images = [data.get(i, False, device)[0] for i in range(start, min(start + batch_size, count))]
+        results += [{k: v.cpu() for k, v in r.items()} for r in model(images)]
+    return results
+
+
+def evaluate(model: FasterRCNN, data: InMemory, device: torch.device, names: tuple[str, ...],
+             limit: int = 0) -> tuple[dict, list[dict]]:
+    """VOC07 11-point mAP@0.5 (and the VOC2010+ area) on `data`; also returns the detections."""
+    detections = predict(model, data, device, limit=limit)
+    truths = data.targets[: len(detections)]
+    voc07, area = voc_map(detections, truths, use_07_metric=True), voc_map(detections, truths, use_07_metric=False)
+    metrics = dict(map=voc07["map"], map_area=area["map"],
+                   ap={names[c - 1]: voc07["ap"][c] for c in sorted(voc07["ap"])}, test_images=len(detections))
+    return metrics, detections
+
+
+def build_model(args: TrainArgs, num_classes: int) -> FasterRCNN:
+    base = FasterRCNNConfig.tiny_cpu() if args.backbone == "tiny" else FasterRCNNConfig.paper_vgg16()
+    config = base.replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.config.items()})
+    return FasterRCNN(num_classes, args.backbone, config, pretrained=args.pretrained)
+
+
+def run(args: TrainArgs) -> dict:
+    """Train, evaluate on the test split, and write metrics.json, losses.png and detections.png into args.out."""
+    from . import viz
+
+    torch.manual_seed(args.seed)
+    names = class_names(args)
+    train_data = InMemory(load_split(args, args.image_set))
+    test_data = InMemory(load_split(args, args.test_set))
+    model = build_model(args, len(names) + 1).to(args.device)
+    trainer = Trainer(args, model, train_data)
+    if args.resume:
+        trainer.load()
+    trainer.fit()
+    metrics, detections = evaluate(model, test_data, trainer.device, names, args.eval_images)
+    metrics.update(train_seconds=round(trainer.train_seconds, 1), iterations=trainer.iteration,
+                   train_images=len(train_data), backbone=args.backbone, device=args.device)
+    out = Path(args.out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    viz.plot_loss_curves(out / "losses.csv", out / "losses.png")
+    viz.plot_detection_grid(test_data, detections, names, out / "detections.png")
+    return metrics
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def course_model(iterations: int = 400, run_dir: str | Path | None = None) -> tuple[FasterRCNN, TrainArgs]:
+    """The tiny detector the notebooks share: trained once on the built-in dataset, then loaded from its cache.
+
+    Deterministic (seed 0, no time budget), so every notebook sees the same weights. The first call trains for
+    `iterations` steps (a couple of minutes on a laptop CPU) into runs/course/; later calls load it.
+    Returns the model in eval mode and the TrainArgs it was trained with.
+    """
+    run_dir = Path(run_dir) if run_dir is not None else REPO / "runs" / "course"
+    args = TrainArgs(root=str(REPO / "data" / "builtin"), iterations=iterations, out=str(run_dir), amp=True,
+                     config=dict(roi_pool="align"))
+    torch.manual_seed(args.seed)
+    model = build_model(args, len(BUILTIN_CLASSES) + 1)
+    checkpoint = run_dir / "checkpoint.pt"
+    if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["iteration"] == iterations:
+        model.load_state_dict(torch.load(checkpoint, weights_only=False)["model"])
+    else:
+        Trainer(args, model, InMemory(load_split(args, args.image_set))).fit()
+    return model.eval(), args
+
+
+def parse_args(argv: list[str] | None = None) -> TrainArgs:
+    defaults = TrainArgs()
+    p = argparse.ArgumentParser(prog="python -m frcnn_edu.train", description=__doc__.split("\n\n")[0])
+    for name, value in asdict(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+        elif name == "classes":
+            p.add_argument(flag, default="", help="comma-separated class names (default: the dataset's)")
+        elif name == "config":
+            p.add_argument(flag, default="{}", help='FasterRCNNConfig overrides as JSON, e.g. \'{"min_size": 400}\'')
+        else:
+            p.add_argument(flag, type=type(value), default=value)
+    ns = vars(p.parse_args(argv))
+    ns["classes"] = tuple(c for c in ns["classes"].split(",") if c)
+    ns["config"] = json.loads(ns["config"])
+    return TrainArgs(**ns)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        metrics = run(args)
+    except KeyboardInterrupt:
+        return 130
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: metrics[k] for k in ("map", "map_area", "train_seconds", "iterations")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
