@@ -309,8 +309,7 @@ def course_model(iterations: int = 400, run_dir: str | Path | None = None) -> tu
     Returns the model in eval mode and the TrainArgs it was trained with.
     """
     run_dir = Path(run_dir) if run_dir is not None else REPO / "runs" / "course"
-    args = TrainArgs(root=str(REPO / "data" / "builtin"), iterations=iterations, out=str(run_dir), amp=True,
-                     config=dict(roi_pool="align"))
+    args = TrainArgs(root=str(REPO / "data" / "builtin"), iterations=iterations, out=str(run_dir))
     torch.manual_seed(args.seed)
     model = build_model(args, len(BUILTIN_CLASSES) + 1)
     checkpoint = run_dir / "checkpoint.pt"

@@ -6,15 +6,14 @@ import math
 
 import pytest
 import torch
-import torchvision
-from torch import nn
 
 from frcnn_edu import FasterRCNN, FasterRCNNConfig
 from frcnn_edu.anchors import AnchorGenerator, base_anchors
 from frcnn_edu.ops import box_iou
 from frcnn_edu.proposals import generate_proposals
 from frcnn_edu.rpn import label_anchors, sample_balanced
-from sync_counter import HiddenSyncCounter, count_python_reads
+from frcnn_edu.syncs import HiddenSyncCounter, count_python_reads
+from frcnn_edu.twin import torchvision_twin
 
 
 # ---------------------------------------------------------------- anchors
@@ -97,72 +96,6 @@ def test_proposals_invariants():
 
 
 # ---------------------------------------------------------------- parity with torchvision
-class _Features(nn.Module):
-    def __init__(self, body, out_channels):
-        super().__init__()
-        self.body, self.out_channels = body, out_channels
-
-    def forward(self, x):
-        return self.body(x)
-
-
-class _Anchors(torchvision.models.detection.anchor_utils.AnchorGenerator):
-    """Our anchors, handed to torchvision's RPN (its constructor insists on an AnchorGenerator)."""
-
-    def __init__(self, generator):
-        super().__init__(sizes=((1,),), aspect_ratios=((1.0,),))
-        self.generator = generator
-
-    def forward(self, image_list, feature_maps):
-        anchors = self.generator(tuple(feature_maps[0].shape[-2:]))
-        return [anchors for _ in range(len(image_list.image_sizes))]
-
-
-class _RPNHead(nn.Module):
-    def __init__(self, head):
-        super().__init__()
-        self.head = head
-
-    def forward(self, features):
-        x = torch.relu(self.head.conv(features[0]))
-        return [self.head.cls_logits(x)], [self.head.bbox_pred(x)]
-
-
-class _RoIPool(torchvision.ops.MultiScaleRoIAlign):
-    """torchvision's roi_pool on the one feature map (its constructor insists on a MultiScaleRoIAlign)."""
-
-    def __init__(self):
-        super().__init__(["0"], 7, 2)
-
-    def forward(self, features, proposals, image_shapes):
-        return torchvision.ops.roi_pool(features["0"], proposals, 7, 1 / 16)
-
-
-class _Predictor(nn.Module):
-    def __init__(self, predictor):
-        super().__init__()
-        self.predictor = predictor
-
-    def forward(self, x):
-        logits, deltas = self.predictor(x)
-        return logits, deltas.flatten(1)
-
-
-def _torchvision_twin(model: FasterRCNN) -> nn.Module:
-    cfg = model.config
-    from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
-
-    return TorchvisionFasterRCNN(
-        _Features(model.backbone, 128), num_classes=None, min_size=cfg.min_size, max_size=cfg.max_size,
-        image_mean=list(cfg.image_mean), image_std=list(cfg.image_std), size_divisible=cfg.size_divisible,
-        rpn_anchor_generator=_Anchors(model.anchor_generator), rpn_head=_RPNHead(model.rpn),
-        rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
-        rpn_nms_thresh=cfg.rpn_nms_thresh, box_roi_pool=_RoIPool(), box_head=model.box_head,
-        box_predictor=_Predictor(model.box_predictor), box_score_thresh=cfg.box_score_thresh,
-        box_nms_thresh=cfg.box_nms_thresh, box_detections_per_img=cfg.box_detections_per_img,
-    ).eval()
-
-
 def test_eval_detections_match_torchvision():
     torch.manual_seed(0)
     # torchvision's RPN drops boxes under 1e-3 px after its pre-NMS top-n; with top-n >= all anchors the order
@@ -174,7 +107,7 @@ def test_eval_detections_match_torchvision():
         model.box_predictor.bbox_pred.weight.normal_(std=0.05)
         model.rpn.bbox_pred.weight.normal_(std=0.05)
         model.rpn.cls_logits.weight.normal_(std=0.3)
-    twin = _torchvision_twin(model)
+    twin = torchvision_twin(model).eval()
     images = [torch.rand(3, 160, 240), torch.rand(3, 256, 256)]  # exact rescale factors: 2.0 and 1.25
     with torch.no_grad():
         ours, theirs = model(images), twin(images)

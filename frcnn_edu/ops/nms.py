@@ -5,14 +5,16 @@ score; keep a box unless a box kept before it overlaps it with IoU > iou_thresho
 to the threshold does not suppress). Notebook: 05_region_proposal_network.
 
 How it runs with no host round-trip:
-1. One stable sort by score, then the suppression matrix S[i, j] = (j after i) and IoU(i, j) > threshold,
-   computed at once for all pairs with box_iou: the same arithmetic as torchvision's kernels, so the same bits.
-2. The greedy pass. Whether box j survives depends only on the boxes before it, so a single pass in sorted
-   order decides it: keep[j] = not any(S[i, j] and keep[i] for i < j). `greedy_keep` walks that pass as a
-   Python loop whose length is the number of boxes (a shape, never a tensor value), each step one vectorised
-   update of the row of the box just decided. It is the iterative Cluster-NMS of Zheng et al. 2020 (which
-   provably converges to greedy NMS) with its fixed point reached in sorted order, one box per step, so the
-   number of steps is known in advance and no convergence test has to be read on the host.
+1. One stable sort by score. Box i, if kept, suppresses box j when i comes first and IoU(i, j) > threshold,
+   computed with box_iou: the same arithmetic as torchvision's kernels, so the same bits.
+2. The greedy pass, in blocks of _BLOCK boxes. Whether box j survives depends only on the boxes before it, so
+   a single pass in sorted order decides it: keep[j] = not any(S[i, j] and keep[i] for i < j). For each block,
+   the IoU of every earlier box with the block's boxes (tile by tile: half of the pairs, never the whole
+   [P, P] matrix) tells which block boxes an already-kept box overlaps; then a Python loop over the block's
+   positions (a shape, never a tensor value) settles the block box by box, each step one tiny in-place
+   update. This is the iterative Cluster-NMS of Zheng et al. 2020 (which provably converges to greedy NMS)
+   with its fixed point reached in sorted order, so the number of steps is known in advance and no
+   convergence test has to be read on the host.
 3. `nms_keep_mask` returns that mask (fixed size: sync-free); `nms` turns it into indices, whose count depends
    on the data, so that last step reads the mask on the host, exactly once, as torchvision's NMS does too.
 `first_kept` serves the proposal layer: it needs only the first k survivors, so it picks the best alive box k
@@ -43,46 +45,77 @@ def _iou_above(iou: Tensor, iou_threshold: float) -> Tensor:
     return iou > float(threshold)
 
 
-def suppression_matrix(boxes: Tensor, iou_threshold: float, groups: Tensor | None = None) -> Tensor:
-    """S[i, j]: box i, if kept, suppresses box j. Boxes must already be in visiting (decreasing score) order.
+_BLOCK = 256  # boxes settled together; their IoU with earlier boxes is computed _TILE earlier boxes at a time
+# One tile for proposal-sized inputs (<= 16384 boxes): few, large ops are fastest on CPU (each op has a fixed
+# cost, and on a busy machine a multi-threaded op waits for its slowest thread); the tiles only bound memory
+# ([16384, 256] float temporaries, 16 MB) for larger inputs.
+_TILE = 16384
+
+
+def suppresses(earlier: Tensor, later: Tensor, iou_threshold: float,
+               earlier_groups: Tensor | None = None, later_groups: Tensor | None = None) -> Tensor:
+    """S[i, j]: box earlier[i], if kept, suppresses box later[j] (IoU > threshold, same group).
 
     Args:
-        boxes: [..., P, 4] float, xyxy, sorted by decreasing score.
+        earlier: [E, 4] float, xyxy. later: [L, 4] float, xyxy, same frame.
         iou_threshold: suppress when IoU > iou_threshold.
-        groups: optional [..., P] int; boxes of different groups (classes) never suppress each other.
+        earlier_groups, later_groups: optional [E] and [L] int; boxes of different groups (classes) never
+            suppress each other.
 
     Returns:
-        [..., P, P] bool, strictly upper triangular (only earlier boxes suppress later ones).
+        [E, L] bool. It ignores the visiting order: the caller passes boxes that come first as `earlier`.
     """
-    num = boxes.shape[-2]
-    later = torch.ones(num, num, dtype=torch.bool, device=boxes.device).triu_(diagonal=1)  # [P, P]
-    suppress = _iou_above(box_iou(boxes, boxes), iou_threshold) & later
-    if groups is not None:
-        suppress &= groups[..., :, None] == groups[..., None, :]
+    suppress = _iou_above(box_iou(earlier, later), iou_threshold)  # [E, L]
+    if earlier_groups is not None:
+        suppress &= earlier_groups[:, None] == later_groups[None, :]
     return suppress
 
 
-def greedy_keep(suppress: Tensor) -> Tensor:
-    """The greedy pass over a suppression matrix: which boxes survive NMS.
+def _settle_block(suppress: Tensor, keep: Tensor) -> Tensor:
+    """Greedy NMS inside one block, box by box: a kept box removes the later block boxes it suppresses.
 
     Args:
-        suppress: [..., P, P] bool, strictly upper triangular, from suppression_matrix.
+        suppress: [b, b] bool, strictly upper triangular. keep: [b] bool, the boxes no earlier block removed;
+            updated in place and returned.
+    """
+    rows, decided = suppress.unbind(0), keep.unbind(0)  # views: decided[i] sees the in-place updates below
+    for i in range(len(rows)):
+        keep.masked_fill_(rows[i] & decided[i], False)  # keep[i] is final here: only rows < i can touch it
+    return keep
+
+
+def greedy_keep(boxes: Tensor, iou_threshold: float, groups: Tensor | None = None) -> Tensor:
+    """Which boxes survive greedy NMS, for boxes already in visiting (decreasing score) order.
+
+    Args:
+        boxes: [P, 4] float, xyxy, sorted by decreasing score.
+        iou_threshold: suppress when IoU > iou_threshold.
+        groups: optional [P] int, as in suppresses.
 
     Returns:
-        [..., P] bool, in the same (sorted) order. One loop step per box: a static count, no host read.
+        [P] bool, in the same (sorted) order. One loop step per box: a static count, no host read.
     """
-    keep = torch.ones(suppress.shape[:-1], dtype=torch.bool, device=suppress.device)  # [..., P]
-    not_suppress = ~suppress
-    for i in range(suppress.shape[-1]):
-        # keep[i] is final here: only rows < i can touch it. A kept row clears the boxes it overlaps.
-        keep &= not_suppress[..., i, :] | ~keep[..., i : i + 1]
+    num = boxes.shape[0]
+    group = (lambda a, b: None) if groups is None else (lambda a, b: groups[a:b])
+    keep = torch.ones(num, dtype=torch.bool, device=boxes.device)  # [P]
+    for start in range(0, num, _BLOCK):
+        stop = min(start + _BLOCK, num)
+        block, block_groups = boxes[start:stop], group(start, stop)  # [b, 4], [b]
+        # Earlier blocks are settled, so a block box that one of their kept boxes overlaps is gone for good.
+        removed = torch.zeros(stop - start, dtype=torch.bool, device=boxes.device)  # [b]
+        for tile in range(0, start, _TILE):
+            end = min(tile + _TILE, start)
+            overlap = suppresses(boxes[tile:end], block, iou_threshold, group(tile, end), block_groups)  # [t, b]
+            removed |= (overlap & keep[tile:end, None]).any(dim=0)
+        within = suppresses(block, block, iou_threshold, block_groups, block_groups).triu_(diagonal=1)  # [b, b]
+        keep[start:stop] = _settle_block(within, ~removed)  # only an earlier box suppresses a later one
     return keep
 
 
 def _sorted_keep(boxes: Tensor, scores: Tensor, iou_threshold: float, groups: Tensor | None) -> tuple[Tensor, Tensor]:
     order = torch.sort(scores, descending=True, stable=True).indices  # ties keep input order, as torchvision's CPU
     sorted_groups = None if groups is None else groups[order]
-    keep_sorted = greedy_keep(suppression_matrix(boxes[order], iou_threshold, sorted_groups))
+    keep_sorted = greedy_keep(boxes[order], iou_threshold, sorted_groups)
     return order, keep_sorted
 
 
@@ -125,8 +158,10 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
     """NMS within each category, as torchvision.ops.batched_nms: boxes of different idxs never suppress each other.
 
-    torchvision shifts each category's boxes apart (its "coordinate trick") or loops over categories; here the
-    suppression matrix simply ignores pairs of different categories, which equals its per-category loop.
+    torchvision shifts each category's boxes apart (its "coordinate trick") or loops over categories; here
+    `suppresses` simply ignores pairs of different categories, which equals its per-category loop. The cost
+    is that of one NMS over all N boxes (every pair is looked at), where torchvision's loop looks only at
+    pairs within a category: a loop over categories would need their count on the host.
 
     Args:
         boxes: [N, 4] float, xyxy.

@@ -1,4 +1,4 @@
-"""Counting host round-trips: Python-level reads (.item(), .tolist(), bool(t), ...) and the ops below Python whose
+"""Counting host round-trips (tests, benchmarks, notebooks): Python-level reads (.item(), .tolist(), bool(t), ...
 output shape or value the host must learn (nonzero, boolean-mask indexing, masked_select, unique, ...)."""
 from __future__ import annotations
 
