@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 
 @dataclass(frozen=True)
 class FasterRCNNConfig:
-    # --- input scale (FRCNN §3.3, from Fast §3.1.1): rescale so the shorter side is 600, longer at most 1000
+    # --- input scale (FRCNN §3.3; Fast §5.2 found one scale nearly as good as five): shorter side 600, longer <= 1000
     min_size: int = 600
     max_size: int = 1000
     size_divisible: int = 16  # pad the batch to a multiple of the stride so every image px has a feature cell
