@@ -197,19 +197,19 @@ def first_kept(boxes: Tensor, valid: Tensor, iou_threshold: float, k: int) -> tu
     """
     check_boxes("boxes", boxes, batched=True)
     check_tensor("valid", valid)
-    suppress = _iou_above(box_iou(boxes, boxes), iou_threshold)  # [B, P, P]
     num = boxes.shape[1]
+    if k == 0:
+        empty = torch.zeros(boxes.shape[0], 0, dtype=torch.int64, device=boxes.device)
+        return empty, empty.bool()
+    # a picked box also removes itself (the diagonal), even a zero-area one whose IoU with itself is NaN
+    eye = torch.eye(num, dtype=torch.bool, device=boxes.device)
+    keep_row = ~(_iou_above(box_iou(boxes, boxes), iou_threshold) | eye)  # [B, P, P]: who survives row i
     later_first = torch.arange(num, 0, -1, device=boxes.device)  # [P]: larger for earlier (better) boxes
     alive = valid.clone()
     indices, found = [], []
     for _ in range(k):
-        best = torch.where(alive, later_first, 0).argmax(dim=1, keepdim=True)  # [B, 1] first alive box
-        found.append(alive.gather(1, best))  # [B, 1]
+        rank, best = torch.where(alive, later_first, 0).max(dim=1, keepdim=True)  # [B, 1] first alive box
+        found.append(rank > 0)  # rank 0: nothing was alive
         indices.append(best)
-        row = suppress.gather(1, best[:, :, None].expand(-1, 1, num)).squeeze(1)  # [B, P]
-        alive &= ~row
-        alive.scatter_(1, best, False)  # a zero-area box has IoU NaN with itself: remove it explicitly
-    if k == 0:
-        empty = torch.zeros(boxes.shape[0], 0, dtype=torch.int64, device=boxes.device)
-        return empty, empty.bool()
+        alive &= keep_row.gather(1, best[:, :, None].expand(-1, 1, num)).squeeze(1)  # [B, P]
     return torch.cat(indices, dim=1), torch.cat(found, dim=1)
