@@ -80,12 +80,14 @@ def _parse_object(obj: ET.Element, where: str, classes: Sequence[str], size: tup
     return box, classes.index(name) + 1, difficult is not None and difficult.strip() == "1"
 
 
-def parse_voc_xml(path, classes: Sequence[str] = VOC_CLASSES) -> dict:
+def parse_voc_xml(path, classes: Sequence[str] = VOC_CLASSES, skip_other_classes: bool = False) -> dict:
     """Reads one VOC annotation file, converting its boxes to 0-based continuous orig px.
 
     Args:
         path: the Annotations/{id}.xml file.
         classes: class names; an object named classes[k] gets label k + 1.
+        skip_other_classes: leave out objects of classes not in `classes` (a subset such as cat, dog of the
+            20 VOC classes) instead of raising.
 
     Returns:
         dict(boxes=[G, 4] float32 xyxy orig px, labels=[G] int64 in 1..len(classes), difficult=[G] bool,
@@ -98,7 +100,8 @@ def parse_voc_xml(path, classes: Sequence[str] = VOC_CLASSES) -> dict:
         raise ValueError(f"{path}: malformed XML ({err})") from None
     size = (int(_number(root, "size/height", str(path))), int(_number(root, "size/width", str(path))))
     # findall takes direct children only: a VOC2012 person's <part>s (head, hand) have <name> and <bndbox> too.
-    objects = [_parse_object(obj, f"{path}, object {i}", classes, size) for i, obj in enumerate(root.findall("object"))]
+    objects = [_parse_object(obj, f"{path}, object {i}", classes, size) for i, obj in enumerate(root.findall("object"))
+               if not skip_other_classes or (obj.findtext("name") or "").strip() in classes]
     boxes, labels, difficult = zip(*objects) if objects else ((), (), ())
     return dict(boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),  # [G, 4]
                 labels=torch.tensor(labels, dtype=torch.int64), difficult=torch.tensor(difficult, dtype=torch.bool),
@@ -145,6 +148,8 @@ class VOCDataset(torch.utils.data.Dataset):
             detections that hit them are ignored; drop them for training if you like.
         transforms: a callable (image, target) -> (image, target), e.g. RandomHorizontalFlip().
         classes: class names in label order (label = index + 1).
+        skip_other_classes: leave out objects of other classes (for a class subset written by
+            `python -m frcnn_edu.datasets subset`); by default they raise, which catches a wrong class list.
 
     All annotations are parsed here, so a bad file fails at construction; images are only checked to exist.
     `annotations[i]` is item i's target before transforms (boxes in orig px), for evaluation without images.
@@ -153,8 +158,10 @@ class VOCDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root, year: str = "2007", image_set: str = "trainval", keep_difficult: bool = True,
-                 transforms: Optional[Callable] = None, classes: Sequence[str] = VOC_CLASSES):
+                 transforms: Optional[Callable] = None, classes: Sequence[str] = VOC_CLASSES,
+                 skip_other_classes: bool = False):
         self.root = Path(root)
+        self.skip_other_classes = skip_other_classes
         self.classes = tuple(classes)
         self.transforms = transforms
         if not self.root.is_dir():
@@ -169,7 +176,7 @@ class VOCDataset(torch.utils.data.Dataset):
             raise FileNotFoundError(f"annotation {xml} not found (listed in image set {image_id!r})")
         if not self._image_path(image_id).is_file():
             raise FileNotFoundError(f"image {self._image_path(image_id)} not found (annotated in {xml})")
-        ann = parse_voc_xml(xml, self.classes)
+        ann = parse_voc_xml(xml, self.classes, self.skip_other_classes)
         if not keep_difficult:
             keep = ~ann["difficult"]
             ann.update(boxes=ann["boxes"][keep], labels=ann["labels"][keep], difficult=ann["difficult"][keep])

@@ -79,9 +79,14 @@ def load_split(args: TrainArgs, image_set: str) -> VOCDataset:
                                     f"(python -m frcnn_edu.datasets download voc2007 --root data)")
     else:
         raise ValueError(f"--data must be 'builtin' or 'voc', got {args.data!r}")
-    dataset = VOCDataset(voc_root, year=year, image_set=image_set, classes=class_names(args))
+    # --classes cat,dog picks a subset of the dataset's classes: objects of the others are left out
+    dataset = VOCDataset(voc_root, year=year, image_set=image_set, classes=class_names(args),
+                         skip_other_classes=bool(args.classes))
     if len(dataset) == 0:
         raise ValueError(f"image set {image_set!r} in {voc_root} is empty")
+    if not any(len(a["labels"]) for a in dataset.annotations):
+        raise ValueError(f"image set {image_set!r} in {voc_root} has no object of class "
+                         f"{', '.join(class_names(args))}; check --classes")
     return dataset
 
 
@@ -353,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # e.g. pretrained weights that cannot be downloaded offline
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(json.dumps({k: metrics[k] for k in ("map", "map_area", "train_seconds", "iterations")}))
     return 0
 
