@@ -25,7 +25,7 @@ test: $(STAMP)
 # The end-to-end run: generate the built-in dataset, train the tiny backbone from scratch on the CPU within a
 # 10-minute budget, evaluate VOC07 mAP@0.5 on its test split. Output: runs/demo/{metrics.json,losses.png,detections.png}
 demo: $(STAMP)
-	$(PY) -m frcnn_edu.train --data builtin --root data/builtin --out runs/demo --time-budget 600
+	$(PY) -m frcnn_edu.train --data builtin --root data/builtin --out runs/demo --iterations 10000 --time-budget 600
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ops.py
