@@ -45,7 +45,7 @@ class FasterRCNNConfig:
     rpn_min_size: float = 16.0  # pyfrcnn cfg.TRAIN.RPN_MIN_SIZE: drop proposals under 16 px a side (image px)
 
     # --- Fast R-CNN head training (Fast §2.3)
-    roi_batch_size_per_image: int = 128  # Fast §2.3: 128 RoIs per image (64 per image in the paper's R=128, N=2)
+    roi_batch_size_per_image: int = 128  # pyfrcnn cfg.TRAIN.BATCH_SIZE: 128 RoIs per image (Fast §2.3: 64, R=128 over N=2)
     roi_positive_fraction: float = 0.25  # Fast §2.3: 25% foreground
     roi_fg_iou_thresh: float = 0.5  # Fast §2.3: foreground at IoU >= 0.5
     roi_bg_iou_thresh_hi: float = 0.5  # Fast §2.3: background in [0.1, 0.5)
@@ -57,7 +57,7 @@ class FasterRCNNConfig:
     roi_sampling_ratio: int = 2  # RoIAlign only: samples per bin per axis (torchvision's MultiScaleRoIAlign)
     representation_size: int = 4096  # Fast §2.1: fc6 and fc7 of VGG-16 (the tiny backbone's preset is smaller)
 
-    # --- detection post-processing (Fast §2.2 / pyfrcnn cfg.TEST)
+    # --- detection post-processing (Fast §3: per-class NMS / pyfrcnn cfg.TEST)
     box_score_thresh: float = 0.05  # pyfrcnn test_net thresh: keep detections scoring above 0.05
     box_nms_thresh: float = 0.3  # pyfrcnn cfg.TEST.NMS: per-class NMS at IoU 0.3
     box_detections_per_img: int = 100  # pyfrcnn test_net max_per_image

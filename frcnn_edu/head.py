@@ -6,7 +6,7 @@ to a fixed 7x7 grid (Fast §2.1), so the FC layers accept RoIs of any size from 
 samples 128 RoIs per image, 25% foreground (IoU >= 0.5 with a ground truth), the rest background (IoU in
 [0.1, 0.5)), with the ground-truth boxes added to the proposals (Fast §2.3). The loss is cross-entropy over
 L classes plus smooth L1 on the true class's box deltas (Fast eq. 1). At test time: softmax, per-class box
-decoding, clipping, a score threshold, per-class NMS, and the top 100 (Fast §2.2 / py-faster-rcnn test.py).
+decoding, clipping, a score threshold, per-class NMS, and the top 100 (Fast §3 / py-faster-rcnn test.py).
 Notebook: 03_fast_rcnn_roi_pooling and 06_fast_rcnn_head.
 
 Shapes: N images, K proposals per image, G ground truths (padded), B sampled RoIs per image, R = N * B (or N * K)
@@ -28,7 +28,7 @@ from .rpn import _take_top
 class FastRCNNPredictor(nn.Module):
     """The two sibling outputs (Fast §2): L class scores and 4L class-specific box deltas.
 
-    Initialised as Fast §3.1.3 says: N(0, 0.01²) for the classifier, N(0, 0.001²) for the regressor, zero bias.
+    Initialised as Fast §2.3 says: N(0, 0.01²) for the classifier, N(0, 0.001²) for the regressor, zero bias.
     """
 
     def __init__(self, in_features: int, num_classes: int):
@@ -140,7 +140,7 @@ def postprocess_detections(class_logits: Tensor, box_deltas: Tensor, proposals: 
                            image_sizes: list[tuple[int, int]], weights: tuple[float, float, float, float],
                            score_thresh: float, nms_thresh: float, detections_per_img: int,
                            min_size: float) -> Detections:
-    """Scores and boxes -> the top detections per image (Fast §2.2: per-class NMS), with fixed shapes.
+    """Scores and boxes -> the top detections per image (Fast §3: per-class NMS), with fixed shapes.
 
     Args:
         class_logits: [N*K, L]. box_deltas: [N*K, L, 4]. proposals: [N, K, 4] image px. valid: [N, K].

@@ -1,7 +1,7 @@
 """PASCAL VOC detection AP and mAP, computed as the official devkit computes them.
 
 Stage: evaluation. Faster R-CNN (arXiv:1506.01497v3 §4.1, Tables 2-4) reports mAP on VOC 2007 test with the
-VOC2007 11-point AP at IoU > 0.5. Notebook: notebooks/06_evaluation.ipynb (notebook 6) calls voc_map and
+VOC2007 11-point AP at IoU > 0.5. Notebook: notebooks/06_fast_rcnn_head.ipynb (notebook 6) calls voc_map and
 plots precision_recall. References: the VOC devkit's VOCevaldet.m (matching, VOC2007 AP) and VOCap.m (VOC2010+
 AP); py-faster-rcnn `lib/datasets/voc_eval.py` (voc_eval, voc_ap), its Python port. Not in the forward pass:
 it reads tensors on the host (`.cpu().numpy()`) and loops in Python, once per detection.

@@ -78,7 +78,11 @@ class FasterRCNN(nn.Module):
         return self.forward_trace(images, targets)[0]
 
     def forward_trace(self, images: list[Tensor], targets: list[dict] | None = None) -> tuple[object, dict]:
-        """forward, plus a dict of every intermediate (see the keys set below), for teaching and debugging."""
+        """forward, plus a dict of every intermediate (see the keys set below), for teaching and debugging.
+
+        In train mode this is a training forward: batch norm layers update their running statistics, so
+        inspect a copy (copy.deepcopy(model)) to leave a trained model as it was.
+        """
         check_metadata(images, targets, self.training)
         if targets is not None and self.check_inputs:
             check_values(targets, self.num_classes)

@@ -154,9 +154,14 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoint.pt"
 
+    def recipe(self) -> dict:
+        """What determines the weights apart from the model config: the optimisation and data options."""
+        skip = ("out", "root", "resume", "time_budget", "device", "eval_images")
+        return {k: v for k, v in asdict(self.args).items() if k not in skip}
+
     def state(self) -> dict:
         return dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), iteration=self.iteration,
-                    train_seconds=self.train_seconds, rng=torch.get_rng_state(),
+                    train_seconds=self.train_seconds, rng=torch.get_rng_state(), recipe=self.recipe(),
                     config=asdict(self.model.config), num_classes=self.model.num_classes,
                     backbone=self.args.backbone, classes=list(class_names(self.args)))
 
@@ -306,7 +311,7 @@ def run(args: TrainArgs) -> dict:
 REPO = Path(__file__).resolve().parent.parent
 
 
-def course_model(iterations: int = 400, run_dir: str | Path | None = None) -> tuple[FasterRCNN, TrainArgs]:
+def course_model(iterations: int = 800, run_dir: str | Path | None = None) -> tuple[FasterRCNN, TrainArgs]:
     """The tiny detector the notebooks share: trained once on the built-in dataset, then loaded from its cache.
 
     Deterministic (seed 0, no time budget), so every notebook sees the same weights. The first call trains for
@@ -318,15 +323,15 @@ def course_model(iterations: int = 400, run_dir: str | Path | None = None) -> tu
     torch.manual_seed(args.seed)
     model = build_model(args, len(BUILTIN_CLASSES) + 1)
     trainer = Trainer(args, model, InMemory(load_split(args, args.image_set)))
-    try:
-        trainer.load()  # the cached run, if it was made with this configuration and finished
-    except (FileNotFoundError, ValueError):
-        trainer.iteration = 0
-    if trainer.iteration != iterations:
-        torch.manual_seed(args.seed)
-        model = build_model(args, len(BUILTIN_CLASSES) + 1)
-        trainer = Trainer(args, model, trainer.data)
-        trainer.fit()
+    checkpoint = run_dir / "checkpoint.pt"
+    cached = torch.load(checkpoint, weights_only=False) if checkpoint.exists() else {}
+    if cached.get("recipe") == trainer.recipe() and cached.get("iteration") == iterations:
+        try:
+            trainer.load()  # the finished run with this recipe, unless the model configuration changed since
+            return model.eval(), args
+        except ValueError:
+            pass
+    trainer.fit()
     return model.eval(), args
 
 

@@ -1,6 +1,6 @@
 """Image preparation and the way back: normalise, rescale, batch with padding; detections back to orig px.
 
-FRCNN §3.3 (after Fast §3.1.1) rescales every image so its shorter side is 600 px, the longer at most 1000,
+FRCNN §3.3 (after Fast §5.2, which found one scale nearly as good as five) rescales every image so its shorter side is 600 px, the longer at most 1000,
 single-scale. Boxes follow: `image px` = `orig px` * scale. A batch of different sizes is padded at the bottom
 and right to a common size divisible by the stride, so the padded region never shifts real pixels. Notebook:
 07_why_resize (the measurement of why a common scale helps).
