@@ -529,3 +529,20 @@ def test_no_host_reads(no_host_reads):
     for sampling_ratio, aligned in itertools.product(ALIGN_SAMPLING, (False, True)):
         x = input.clone().requires_grad_(True)
         ops.roi_align(x, rois, 7, 0.25, sampling_ratio, aligned).sum().backward()
+
+
+def test_first_kept_row_by_row_equals_dense(monkeypatch):
+    """Above _DENSE_PAIRS first_kept computes IoU rows on demand; both paths pick the same boxes."""
+    import importlib
+
+    nms_module = importlib.import_module("frcnn_edu.ops.nms")
+    gen = torch.Generator().manual_seed(0)
+    centres, sides = torch.rand(2, 1500, 2, generator=gen) * 500, torch.rand(2, 1500, 2, generator=gen) * 80 + 1
+    boxes = torch.cat([centres - sides, centres + sides], dim=-1)
+    valid = torch.rand(2, 1500, generator=gen) > 0.1
+    monkeypatch.setattr(nms_module, "_DENSE_PAIRS", 0)
+    row_by_row = nms_module.first_kept(boxes, valid, 0.7, 200)
+    monkeypatch.setattr(nms_module, "_DENSE_PAIRS", 1 << 40)
+    dense = nms_module.first_kept(boxes, valid, 0.7, 200)
+    assert torch.equal(row_by_row[1], dense[1])
+    assert torch.equal(row_by_row[0][row_by_row[1]], dense[0][dense[1]])

@@ -179,6 +179,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     return order[keep_sorted]
 
 
+_DENSE_PAIRS = 1 << 22  # first_kept builds the whole IoU matrix up to 4M pairs (16 MB in float32)
+
+
 def first_kept(boxes: Tensor, valid: Tensor, iou_threshold: float, k: int) -> tuple[Tensor, Tensor]:
     """The first k boxes that greedy NMS keeps, for batches of boxes already sorted by decreasing score.
 
@@ -201,9 +204,12 @@ def first_kept(boxes: Tensor, valid: Tensor, iou_threshold: float, k: int) -> tu
     if k == 0:
         empty = torch.zeros(boxes.shape[0], 0, dtype=torch.int64, device=boxes.device)
         return empty, empty.bool()
-    # a picked box also removes itself (the diagonal), even a zero-area one whose IoU with itself is NaN
-    eye = torch.eye(num, dtype=torch.bool, device=boxes.device)
-    keep_row = ~(_iou_above(box_iou(boxes, boxes), iou_threshold) | eye)  # [B, P, P]: who survives row i
+    # Small P: all pairs' IoU at once, then a row lookup per step. Large P (the paper's 12000 pre-NMS boxes):
+    # only the k picked rows are ever needed, so compute each one when its box is picked (k * P pairs, not P²).
+    dense = boxes.shape[0] * num * num <= _DENSE_PAIRS
+    if dense:  # a picked box also removes itself (the diagonal), even one of zero area (IoU NaN with itself)
+        eye = torch.eye(num, dtype=torch.bool, device=boxes.device)
+        keep_row = ~(_iou_above(box_iou(boxes, boxes), iou_threshold) | eye)  # [B, P, P]: who survives row i
     later_first = torch.arange(num, 0, -1, device=boxes.device)  # [P]: larger for earlier (better) boxes
     alive = valid.clone()
     indices, found = [], []
@@ -211,5 +217,10 @@ def first_kept(boxes: Tensor, valid: Tensor, iou_threshold: float, k: int) -> tu
         rank, best = torch.where(alive, later_first, 0).max(dim=1, keepdim=True)  # [B, 1] first alive box
         found.append(rank > 0)  # rank 0: nothing was alive
         indices.append(best)
-        alive &= keep_row.gather(1, best[:, :, None].expand(-1, 1, num)).squeeze(1)  # [B, P]
+        if dense:
+            alive &= keep_row.gather(1, best[:, :, None].expand(-1, 1, num)).squeeze(1)  # [B, P]
+        else:
+            picked = boxes.gather(1, best[:, :, None].expand(-1, 1, 4))  # [B, 1, 4]
+            alive &= ~_iou_above(box_iou(picked, boxes).squeeze(1), iou_threshold)  # [B, P]
+            alive.scatter_(1, best, False)
     return torch.cat(indices, dim=1), torch.cat(found, dim=1)
