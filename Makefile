@@ -27,8 +27,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m frcnn_edu.train --data builtin --root data/builtin --out runs/demo --iterations 10000 --time-budget 600
 
+# Ratios against torchvision on this machine: the ops, then the whole detector (a few minutes on a CPU).
 bench: $(STAMP)
-	$(PY) benchmarks/bench_ops.py
+	$(PY) benchmarks/bench_ops.py --out benchmarks/RESULTS_ops.md
+	$(PY) benchmarks/bench_model.py --out benchmarks/RESULTS_model.md
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
