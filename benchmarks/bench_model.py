@@ -11,14 +11,13 @@ reads (.item(), .tolist(), ...) and hidden ones below Python (nonzero, boolean-m
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ops import machine_info, median_ms  # noqa: E402
+from bench_ops import benchmark_parser, median_ms, start  # noqa: E402
 
 from frcnn_edu import FasterRCNN, FasterRCNNConfig  # noqa: E402
 from frcnn_edu.syncs import HiddenSyncCounter, count_python_reads  # noqa: E402
@@ -81,21 +80,10 @@ def measure(backbone: str, size: tuple[int, int], device: torch.device, repeats:
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a small image, one repeat (a smoke test)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser = benchmark_parser(__doc__.split("\n\n")[0], "a small image, one repeat (a smoke test)")
     parser.add_argument("--backbones", default="tiny,vgg16")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch.cuda.is_available() is False on this machine")
-    device = torch.device(args.device)
+    args, device, info = start(parser, argv)
     size, repeats = ((128, 160), 1) if args.quick else ((600, 1000), 3)
-    info = machine_info(device)
-    print("\n".join(info) + "\n", flush=True)
     table = ["| backbone | mode | image | frcnn_edu ms | torchvision ms | ratio (ours / tv) | "
              "round-trips ours (python + hidden) | torchvision |", "|---|---|---|---:|---:|---:|---|---|"]
     for backbone in args.backbones.split(","):

@@ -147,21 +147,33 @@ def run(sizes: Sizes, device: torch.device) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny inputs, one repeat (a smoke test)")
+def benchmark_parser(description: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark script shares: --quick, --device, --threads, --out."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=None, help="also write the results here (markdown)")
+    return parser
+
+
+def start(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, torch.device, list[str]]:
+    """Parse the options, apply --threads, check the device, print and return the machine's header lines."""
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch.cuda.is_available() is False on this machine")
     device = torch.device(args.device)
-    sizes = QUICK if args.quick else Sizes()
     info = machine_info(device)
     print("\n".join(info) + "\n", flush=True)
+    return args, device, info
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = benchmark_parser(__doc__.split("\n\n")[0], "tiny inputs, one repeat (a smoke test)")
+    args, device, info = start(parser, argv)
+    sizes = QUICK if args.quick else Sizes()
     table = run(sizes, device)
     title = "# frcnn_edu.ops vs torchvision.ops" + (" (--quick: tiny sizes, not a measurement)" if args.quick else "")
     text = "\n".join([title, "", *info, f"- median of {sizes.repeats} repeats after {sizes.warmup} warm-up calls",
