@@ -1,6 +1,6 @@
 """Time frcnn_edu.ops against torchvision.ops' compiled kernels on Faster R-CNN-sized inputs.
 
-    python benchmarks/bench_ops.py [--quick] [--device cpu|cuda] [--threads T] [--out benchmarks/RESULTS_ops.md]
+    python benchmarks/bench_ops.py [--quick] [--device cpu|cuda] [--threads T] [--out benchmarks/results/ops_cpu.md]
 
 Sizes follow the model: proposals over a 1000 x 600 image (NMS at IoU 0.7 on 2000 to 12000 of them, the RPN's
 pre-NMS top-N of Faster R-CNN §3.3), per-class NMS at 0.3 over 20 classes (the test-time head), 2000 RoIs pooled
@@ -170,6 +170,14 @@ def start(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argp
     return args, device, info
 
 
+def write_report(text: str, out: Path | None) -> str:
+    """Write a script's markdown report to `out` (when given, making its folder) and return it."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = benchmark_parser(__doc__.split("\n\n")[0], "tiny inputs, one repeat (a smoke test)")
     args, device, info = start(parser, argv)
@@ -178,10 +186,7 @@ def main(argv: list[str] | None = None) -> str:
     title = "# frcnn_edu.ops vs torchvision.ops" + (" (--quick: tiny sizes, not a measurement)" if args.quick else "")
     text = "\n".join([title, "", *info, f"- median of {sizes.repeats} repeats after {sizes.warmup} warm-up calls",
                       "", *table, ""])
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-    return text
+    return write_report(text, args.out)
 
 
 if __name__ == "__main__":

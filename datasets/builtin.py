@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw
 
 CLASSES = ("ellipse", "rectangle", "triangle")  # labels 1, 2, 3
 YEAR = "builtin"            # the year folder is VOCdevkit/VOCbuiltin, so VOCDataset(..., year="builtin")
-VERSION = 1                 # bump when the drawing changes: an old folder is then regenerated
+VERSION = 2                 # bump when the drawing changes: an old folder is then regenerated
 NUM_TRAIN, NUM_TEST = 500, 200
 IMAGE_SIDE = (224, 288)     # width and height each drawn from this range: about 256x256
 MIN_SIDE = 16               # box sides from 16 px ...
@@ -40,8 +40,10 @@ MAX_IOU = 0.3               # between two objects of an image, so that each stay
 MIN_CONTRAST = 48           # RGB distance of mean colours, object vs what it covers (0..441): ~10% repainted
 # Photos bundled with scikit-image 0.26 that load offline (lily, skin, kidney, ... need pooch downloads), each
 # CC0, public domain or "no known copyright restrictions" by its skimage.data docstring ("moon" states none).
-TEXTURES = ("brick", "grass", "gravel", "coffee", "rocket", "astronaut", "chelsea", "camera", "coins",
-            "hubble_deep_field", "immunohistochemistry")
+# Not "coins" nor "coffee": their coins, cup and saucer are ellipses that no annotation names, and a detector
+# rightly finds them (version 1 had them: its top false positives, at score 1.0, were coins).
+TEXTURES = ("brick", "grass", "gravel", "rocket", "astronaut", "chelsea", "camera", "hubble_deep_field",
+            "immunohistochemistry")
 
 
 def load_textures() -> list:

@@ -18,6 +18,9 @@ class FasterRCNNConfig:
     min_size: int = 600
     max_size: int = 1000
     size_divisible: int = 16  # pad the batch to a multiple of the stride so every image px has a feature cell
+    # test images at test_scale x (min_size, max_size); 1.0 = the paper's single scale for training and testing.
+    # Larger suits a model trained with zoom crops (train.py --zoom), which saw objects at 1x to 2x their size.
+    test_scale: float = 1.0
     # torchvision's ImageNet weights expect these (its weights' transforms); the paper's Caffe VGG-16 subtracted
     # a BGR pixel mean instead (pyfrcnn cfg.PIXEL_MEANS), which suits Caffe's weights, not torchvision's.
     image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -79,6 +82,8 @@ class FasterRCNNConfig:
         if self.roi_bg_iou_thresh_lo > self.roi_bg_iou_thresh_hi:
             raise ValueError(f"roi_bg_iou_thresh_lo ({self.roi_bg_iou_thresh_lo}) must be <= roi_bg_iou_thresh_hi "
                              f"({self.roi_bg_iou_thresh_hi})")
+        if self.test_scale <= 0:
+            raise ValueError(f"test_scale must be > 0, got {self.test_scale!r}")
         if self.min_size > self.max_size:
             raise ValueError(f"min_size ({self.min_size}) must be <= max_size ({self.max_size})")
         if self.roi_pool not in ("pool", "align"):

@@ -27,6 +27,7 @@ the very same reader:
     loader = torch.utils.data.DataLoader(train, batch_size=2, shuffle=True, collate_fn=collate)
 """
 import functools
+import math
 import importlib.util
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -212,6 +213,35 @@ def hflip(image: Tensor, target: dict) -> tuple:
     return image.flip(-1), {**target, "boxes": boxes}
 
 
+def zoom_crop(image: Tensor, target: dict, draw: Tensor) -> tuple:
+    """Crops image [3, H, W] to a window that keeps every object whole: after the model's rescale, a zoom in.
+
+    Not in the papers (flips only): an augmentation for small datasets trained from scratch, where the tiny
+    backbone otherwise memorises the 500 built-in images (train mAP 0.95 against test 0.87). The window has
+    the image's aspect ratio and 50 to 100% of its side, is widened where needed to hold the union of the
+    objects, and sits at a random place that contains that union; boxes follow (px of the crop).
+
+    Args:
+        draw: [3] uniform numbers in [0, 1): side, x and y position (drawn by the caller, for reproducibility).
+    """
+    height, width = image.shape[-2:]
+    boxes = target["boxes"]
+    side, at_x, at_y = (float(v) for v in draw)
+    if len(boxes):
+        (ux1, uy1), (ux2, uy2) = boxes[:, :2].amin(dim=0).tolist(), boxes[:, 2:].amax(dim=0).tolist()
+    else:  # no object: any window
+        ux1 = ux2 = width / 2
+        uy1 = uy2 = height / 2
+    crop_w = max(width * (0.5 + 0.5 * side), ux2 - ux1)
+    crop_h = max(height * (0.5 + 0.5 * side), uy2 - uy1)
+    lo_x, hi_x = max(0.0, ux2 - crop_w), min(ux1, width - crop_w)  # left edges that keep the union inside
+    lo_y, hi_y = max(0.0, uy2 - crop_h), min(uy1, height - crop_h)
+    x1, y1 = math.floor(lo_x + at_x * (hi_x - lo_x)), math.floor(lo_y + at_y * (hi_y - lo_y))
+    x2, y2 = min(width, math.ceil(x1 + crop_w)), min(height, math.ceil(y1 + crop_h))
+    shift = torch.tensor([x1, y1, x1, y1], dtype=boxes.dtype)
+    return image[:, y1:y2, x1:x2], {**target, "boxes": boxes - shift}
+
+
 class RandomHorizontalFlip:
     """Flips (image, target) with probability p: the papers' only augmentation. Fast R-CNN (arXiv:1504.08083v2
     §2.3, mini-batch sampling): "images are horizontally flipped with probability 0.5. No other data
@@ -247,6 +277,11 @@ def _builtin_generator():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def builtin_version() -> int:
+    """The built-in dataset generator's version: a new one draws other images from the same seed."""
+    return _builtin_generator().VERSION
 
 
 def make_builtin_dataset(root, seed: int = 0, num_train: int = 500, num_test: int = 200) -> Path:

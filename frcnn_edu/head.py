@@ -56,13 +56,11 @@ def pool_rois(features: Tensor, rois: Tensor, output_size: int, spatial_scale: f
     Returns:
         [N * B, C, S, S] with S = output_size; RoI n * B + b comes from image n.
     """
-    num, per_image = rois.shape[:2]
     features = features.to(rois.dtype)  # under bfloat16 autocast the map is bf16; RoI coordinates need float32
-    image_index = torch.arange(num, device=rois.device, dtype=rois.dtype).repeat_interleave(per_image)  # [N*B]
-    flat = torch.cat([image_index[:, None], rois.reshape(-1, 4)], dim=1)  # [N*B, 5]: (image, x1, y1, x2, y2)
+    per_image = list(rois.unbind(0))  # torchvision's list form: image n's RoIs, [B, 4] each
     if method == "align":
-        return roi_align(features, flat, output_size, spatial_scale, sampling_ratio)
-    return roi_pool(features, flat, output_size, spatial_scale)
+        return roi_align(features, per_image, output_size, spatial_scale, sampling_ratio)
+    return roi_pool(features, per_image, output_size, spatial_scale)
 
 
 def label_proposals(proposals: Tensor, valid: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor,

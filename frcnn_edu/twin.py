@@ -81,6 +81,9 @@ class _Predictor(nn.Module):
 def torchvision_twin(model: FasterRCNN) -> TorchvisionFasterRCNN:
     """torchvision's FasterRCNN sharing `model`'s modules (and so its weights) and configuration."""
     cfg = model.config
+    if cfg.test_scale != 1.0:
+        raise ValueError(f"torchvision's transform tests at its training scale: the twin needs test_scale=1.0, "
+                         f"got {cfg.test_scale}")
     out_channels = model.rpn.conv.in_channels
     twin = TorchvisionFasterRCNN(
         _Features(model.backbone, out_channels), num_classes=None,

@@ -1,16 +1,8 @@
-"""benchmarks/bench_ops.py runs end to end (tiny sizes) and writes its markdown table."""
-import importlib.util
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_ops.py"
+"""benchmarks/bench_ops.py and bench_model.py run end to end (tiny sizes) and write their markdown tables."""
 
 
-def test_bench_ops_quick(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench_ops", BENCH)
-    bench_ops = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "bench_ops", bench_ops)  # dataclasses look their module up there
-    spec.loader.exec_module(bench_ops)
+def test_bench_ops_quick(tmp_path, load_benchmark):
+    bench_ops = load_benchmark("bench_ops")
     out = tmp_path / "r.md"
     text = bench_ops.main(["--quick", "--out", str(out)])
     assert out.read_text() == text
@@ -19,11 +11,17 @@ def test_bench_ops_quick(tmp_path, monkeypatch):
     assert "torch " in text and "CPU:" in text
 
 
-def test_bench_model_quick(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_model", BENCH.with_name("bench_model.py"))
-    bench_model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench_model)
-    text = bench_model.main(["--quick", "--backbones", "tiny", "--out", str(tmp_path / "m.md")])
-    assert "| tiny | train step |" in text and "| tiny | inference |" in text
-    train_row = next(line for line in text.splitlines() if "| tiny | train step |" in line)
-    assert train_row.split("|")[7].strip() == "0 + 0"  # ours: no host round-trip in a training step
+def test_bench_model_quick(tmp_path, load_benchmark):
+    bench_model = load_benchmark("bench_model")
+    text = bench_model.main(["--quick", "--backbones", "tiny", "--batches", "1,2", "--out", str(tmp_path / "m.md")])
+    lines = text.splitlines()
+    header = [cell.strip() for cell in next(line for line in lines if line.startswith("| backbone |")).split("|")]
+    for batch in (1, 2):
+        for mode in ("train step", "inference"):
+            row = [cell.strip() for cell in next(line for line in lines if line.startswith(f"| tiny | {mode} |")
+                                                  and line.split("|")[4].strip() == str(batch)).split("|")]
+            ours_mb = next(i for i, name in enumerate(header) if name.startswith("ours MB"))
+            for mb in row[ours_mb:ours_mb + 2]:  # peak memory of ours, then torchvision's
+                assert float(mb.rstrip("*")) >= 0, row
+            if mode == "train step":  # ours: no host round-trip in a training step
+                assert row[header.index("round-trips ours (python + hidden)")] == "0 + 0", row

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from frcnn_edu.data import (BUILTIN_CLASSES, VOC_CLASSES, RandomHorizontalFlip, VOCDataset, collate, hflip,
-                            make_builtin_dataset)
+                            make_builtin_dataset, zoom_crop)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(os.environ.get("FRCNN_EDU_VOC_FIXTURE", REPO.parent / "shared" / "voc-fixture" / "VOCdevkit"))
@@ -245,3 +245,22 @@ def test_collate_keeps_lists_of_any_size():
     batch = [(torch.zeros(3, 4, 5), {"image_id": "a"}), (torch.zeros(3, 6, 2), {"image_id": "b"})]
     images, targets = collate(batch)
     assert [im.shape[1:] for im in images] == [(4, 5), (6, 2)] and [t["image_id"] for t in targets] == ["a", "b"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_zoom_crop_keeps_every_object_whole(seed):
+    gen = torch.Generator().manual_seed(seed)
+    height, width = 60 + int(torch.randint(60, (), generator=gen)), 60 + int(torch.randint(60, (), generator=gen))
+    image = torch.randint(0, 256, (3, height, width), generator=gen, dtype=torch.uint8)
+    count = int(torch.randint(0, 4, (), generator=gen))
+    corner = torch.rand(count, 2, generator=gen) * torch.tensor([width - 20.0, height - 20.0])
+    boxes = torch.cat([corner, corner + 4 + torch.rand(count, 2, generator=gen) * 15], dim=1).floor()
+    target = dict(boxes=boxes, labels=torch.ones(count, dtype=torch.int64))
+    crop, moved = zoom_crop(image, target, torch.rand(3, generator=gen))
+    h, w = crop.shape[-2:]
+    assert h >= height // 2 and w >= width // 2  # at most a 2x zoom
+    assert (moved["boxes"][:, :2] >= 0).all() and (moved["boxes"][:, 2] <= w).all() and (moved["boxes"][:, 3] <= h).all()
+    shift = (boxes - moved["boxes"])[:, :2]
+    assert torch.equal(moved["boxes"][:, 2:] - moved["boxes"][:, :2], boxes[:, 2:] - boxes[:, :2])  # sizes kept
+    for (x, y), box in zip(shift.long().tolist(), moved["boxes"].long().tolist()):  # the same pixels under each box
+        assert torch.equal(crop[:, box[1]:box[3], box[0]:box[2]], image[:, box[1] + y:box[3] + y, box[0] + x:box[2] + x])

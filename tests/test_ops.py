@@ -6,6 +6,7 @@ and a check that the sync-free ops never read a tensor on the host. Everything i
 """
 from __future__ import annotations
 
+import importlib
 import itertools
 
 import pytest
@@ -388,6 +389,19 @@ def test_roi_ops_list_form_and_many_images(device, op):
     assert_close(module(input, boxes), out.detach(), tol=0)
 
 
+@pytest.mark.parametrize("chunk_elements", [None, 1])
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+def test_roi_align_one_block_per_image(device, sampling_ratio, chunk_elements, monkeypatch):
+    # Equal RoI counts per image (the detector's layout) take the per-image matrix products; a chunk size
+    # of 1 element forces one RoI per chunk. Values and gradients still equal torchvision's.
+    if chunk_elements is not None:
+        monkeypatch.setattr(importlib.import_module("frcnn_edu.ops.roi_align"), "_CHUNK_ELEMENTS", chunk_elements)
+    input = torch.randn(3, 4, 9, 12, generator=_gen(70), dtype=F64).to(device)
+    boxes = [make_rois("random", 0.5, seed=71 + i, num=5)[:, 1:].to(device) for i in range(3)]
+    check_roi_parity(lambda x, b: ops.roi_align(x, b, (2, 3), 0.5, sampling_ratio),
+                     lambda x, b: tv.roi_align(x, b, (2, 3), 0.5, sampling_ratio), input, boxes)
+
+
 @pytest.mark.parametrize("op", ["roi_pool", "roi_align"])
 def test_roi_ops_empty(device, op):
     input = feature_map(seed=4).to(device)
@@ -533,7 +547,6 @@ def test_no_host_reads(no_host_reads):
 
 def test_first_kept_row_by_row_equals_dense(monkeypatch):
     """Above _DENSE_PAIRS first_kept computes IoU rows on demand; both paths pick the same boxes."""
-    import importlib
 
     nms_module = importlib.import_module("frcnn_edu.ops.nms")
     gen = torch.Generator().manual_seed(0)

@@ -43,10 +43,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(voc_root, tmp_path, monke
     interrupted = _trainer(_args(voc_root, tmp_path / "resumed"))
     original_step = Trainer.step
 
-    def step_then_ctrl_c(self, batch, flips):  # Ctrl-C arrives during iteration 6, mid-epoch 2
+    def step_then_ctrl_c(self, batch, plan):  # Ctrl-C arrives during iteration 6, mid-epoch 2
         if self.iteration == 5:
             raise KeyboardInterrupt
-        return original_step(self, batch, flips)
+        return original_step(self, batch, plan)
 
     monkeypatch.setattr(Trainer, "step", step_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_boxes, check_scores, check_tensor
-from .boxes import box_iou
+from .boxes import _upcast, box_area, box_iou
 
 
 def _iou_above(iou: Tensor, iou_threshold: float) -> Tensor:
@@ -209,18 +209,38 @@ def first_kept(boxes: Tensor, valid: Tensor, iou_threshold: float, k: int) -> tu
     dense = boxes.shape[0] * num * num <= _DENSE_PAIRS
     if dense:  # a picked box also removes itself (the diagonal), even one of zero area (IoU NaN with itself)
         eye = torch.eye(num, dtype=torch.bool, device=boxes.device)
-        keep_row = ~(_iou_above(box_iou(boxes, boxes), iou_threshold) | eye)  # [B, P, P]: who survives row i
-    later_first = torch.arange(num, 0, -1, device=boxes.device)  # [P]: larger for earlier (better) boxes
-    alive = valid.clone()
+        keep_row = (~(_iou_above(box_iou(boxes, boxes), iou_threshold) | eye)).int()  # [B, P, P]
+    else:
+        overlaps = _IoURow(boxes)
+    # int32, not bool: argmax then finds the first alive box, the best one, in one op (first maximum on ties).
+    # Not uint8 either: torch.compile's CPU code for argmax of an all-zero uint8 row returns garbage (torch 2.15).
+    alive = valid.int()  # [B, P]
     indices, found = [], []
     for _ in range(k):
-        rank, best = torch.where(alive, later_first, 0).max(dim=1, keepdim=True)  # [B, 1] first alive box
-        found.append(rank > 0)  # rank 0: nothing was alive
+        best = alive.argmax(dim=1, keepdim=True)  # [B, 1]; 0 when nothing is alive ...
+        found.append(alive.gather(1, best).bool())  # ... which this records
         indices.append(best)
         if dense:
             alive &= keep_row.gather(1, best[:, :, None].expand(-1, 1, num)).squeeze(1)  # [B, P]
         else:
-            picked = boxes.gather(1, best[:, :, None].expand(-1, 1, 4))  # [B, 1, 4]
-            alive &= ~_iou_above(box_iou(picked, boxes).squeeze(1), iou_threshold)  # [B, P]
-            alive.scatter_(1, best, False)
+            alive.masked_fill_(_iou_above(overlaps(best), iou_threshold), 0).scatter_(1, best, 0)
     return torch.cat(indices, dim=1), torch.cat(found, dim=1)
+
+
+class _IoURow:
+    """IoU of one box per row with every box of that row, box_iou's arithmetic (same bits) with the corners and
+    areas split out once: first_kept asks for k such rows, and this halves the elementwise ops of each.
+
+    boxes: [B, P, 4] float, xyxy. Calling with index [B, 1] (a box per row) returns its IoU row, [B, P].
+    """
+
+    def __init__(self, boxes: Tensor):
+        self.boxes = boxes = _upcast(boxes)
+        self.x1, self.y1, self.x2, self.y2 = boxes.unbind(-1)  # [B, P] each
+        self.area = box_area(boxes)  # [B, P]
+
+    def __call__(self, index: Tensor) -> Tensor:
+        x1, y1, x2, y2 = self.boxes.gather(1, index[:, :, None].expand(-1, 1, 4)).unbind(-1)  # [B, 1] each
+        inter = torch.minimum(x2, self.x2).sub_(torch.maximum(x1, self.x1)).clamp_(min=0)  # widths
+        inter.mul_(torch.minimum(y2, self.y2).sub_(torch.maximum(y1, self.y1)).clamp_(min=0))  # times heights
+        return inter.div_((self.area.gather(1, index) + self.area).sub_(inter))

@@ -1,0 +1,112 @@
+"""Assemble benchmarks/RESULTS.md from the benchmark scripts' outputs, with the issue's targets checked.
+
+    python benchmarks/report.py [--results benchmarks/results] [--out benchmarks/RESULTS.md]
+
+`make bench` runs every script with `--out benchmarks/results/<name>.md` (bench_ops once per device), then this.
+RESULTS.md starts with the machine and versions, then one line per target with the measured figure and whether
+it is met, then every script's own report (each keeps its date, thread count and load average: on a shared
+machine the load explains more than anything else why absolute times move; the ratios move much less).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ops import machine_info  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = ("ops_cpu", "ops_cuda", "model", "proposals", "scaling", "compile")  # in this order, those present
+
+
+def table_rows(text: str) -> list[dict[str, str]]:
+    """The rows of every markdown table in text, as {header: cell} dicts (tables with other headers mixed)."""
+    rows, header = [], None
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif not set("".join(cells)) <= set("-: "):
+            rows.append(dict(zip(header, cells)))
+    return rows
+
+
+def ratio(row: dict[str, str]) -> float:
+    return float(row["ratio (ours / tv)"])
+
+
+def ops_target(text: str, device: str, limit: float) -> str:
+    rows = [r for r in table_rows(text) if "ratio (ours / tv)" in r]
+    over = [f"{r['op']} ({r['size']}) {ratio(r):.2f}x" for r in rows if ratio(r) > limit]
+    verdict = "met" if not over else f"not met by {len(over)} of {len(rows)}: " + "; ".join(over)
+    return f"| ops at most {limit:g}x torchvision.ops on {device} | worst {max(map(ratio, rows)):.2f}x | {verdict} |"
+
+
+def model_targets(text: str) -> list[str]:
+    rows = [r for r in table_rows(text) if r.get("mode") == "train step"]
+    figures = ", ".join(f"{r['backbone']} batch {r.get('batch', '1')}: {ratio(r):.2f}x" for r in rows)
+    slow = [r for r in rows if ratio(r) > 1.0]
+    trips = ", ".join(sorted({f"ours {r['round-trips ours (python + hidden)']} vs torchvision {r['torchvision']}"
+                              for r in rows if r.get("batch", "1") == "1"}))
+    zero = all(r["round-trips ours (python + hidden)"] == "0 + 0" for r in rows)
+    return [f"| training step at most 1.0x torchvision's | {figures} | "
+            f"{'met' if not slow else f'not met in {len(slow)} of {len(rows)}'} |",
+            f"| zero host round-trips per training step | {trips} | {'met' if zero else 'not met'} |"]
+
+
+def proposals_target(text: str) -> str:
+    line = next((line for line in text.splitlines() if line.startswith("- target, RPN proposals")), None)
+    if line is None:
+        return "| RPN proposals at least 100x faster than selective search | (no verdict line) | |"
+    figures = line.split(":", 1)[1].strip()
+    verdict = "met" if re.search(r"marginal \S+ \(met\)", figures) else "not met"
+    return f"| RPN proposals at least 100x faster than selective search (fast) per image | {figures} | {verdict} |"
+
+
+def targets(sections: dict[str, str]) -> list[str]:
+    lines = ["| target (issue 8) | measured | verdict |", "|---|---|---|"]
+    if "ops_cpu" in sections:
+        lines.append(ops_target(sections["ops_cpu"], "CPU", 2.0))
+    if "ops_cuda" in sections:
+        lines.append(ops_target(sections["ops_cuda"], "CUDA", 1.5))
+    if "model" in sections:
+        lines += model_targets(sections["model"])
+    if "proposals" in sections:
+        lines.append(proposals_target(sections["proposals"]))
+    return lines
+
+
+def demote(text: str) -> str:
+    """Each report's headings one level down, so they nest under RESULTS.md's title."""
+    return re.sub(r"^(#+) ", r"#\1 ", text, flags=re.MULTILINE)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args(argv)
+    sections = {name: (args.results / f"{name}.md").read_text() for name in SECTIONS
+                if (args.results / f"{name}.md").is_file()}
+    if not sections:
+        parser.error(f"no results in {args.results}: run `make bench` (or each benchmarks/bench_*.py --out there)")
+    device = torch.device("cpu")
+    text = "\n".join(["# Benchmarks: frcnn_edu against torchvision and against selective search", "",
+                      f"Written by `make bench` (benchmarks/report.py) from {', '.join(sections)}.", "",
+                      *[line for line in machine_info(device) if not line.startswith("- device")], "",
+                      "## Targets", "", *targets(sections), "",
+                      *[demote(sections[name]) for name in sections]])
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return text
+
+
+if __name__ == "__main__":
+    main()

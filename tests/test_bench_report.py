@@ -1,0 +1,37 @@
+"""benchmarks/report.py assembles RESULTS.md and judges each target from the scripts' own tables."""
+
+OPS = """# frcnn_edu.ops vs torchvision.ops
+
+| op | size | frcnn_edu ms | torchvision ms | ratio (ours / tv) |
+|---|---|---:|---:|---:|
+| nms | 2000 boxes | 3.00 | 2.00 | 1.50 |
+| batched_nms | 6000 boxes | 30.00 | 10.00 | 3.00 |
+"""
+MODEL = """# model
+
+| backbone | mode | image | batch | frcnn_edu ms | torchvision ms | ratio (ours / tv) | round-trips ours (python + hidden) | torchvision |
+|---|---|---|---:|---:|---:|---:|---|---|
+| tiny | train step | 600x1000 | 1 | 90 | 100 | 0.90 | 0 + 0 | 2 + 16 |
+| tiny | inference | 600x1000 | 1 | 200 | 100 | 2.00 | 0 + 1 | 0 + 7 |
+| vgg16 | train step | 600x1000 | 2 | 110 | 100 | 1.10 | 0 + 0 | 4 + 29 |
+"""
+PROPOSALS = "# proposals\n\n- target, RPN proposals >= 100x faster than selective search (fast) per image on this " \
+            "CPU: VGG-16 marginal 120.0x (met), whole 2.0x (not met)\n"
+
+
+def test_report_judges_targets(tmp_path, load_benchmark):
+    results = tmp_path / "results"
+    results.mkdir()
+    for name, text in (("ops_cpu", OPS), ("model", MODEL), ("proposals", PROPOSALS)):
+        (results / f"{name}.md").write_text(text)
+    text = load_benchmark("report").main(["--results", str(results), "--out", str(tmp_path / "RESULTS.md")])
+    assert (tmp_path / "RESULTS.md").read_text() == text
+    lines = text.splitlines()
+    ops = next(line for line in lines if line.startswith("| ops at most 2x"))
+    assert "worst 3.00x" in ops and "not met by 1 of 2: batched_nms (6000 boxes) 3.00x" in ops
+    step = next(line for line in lines if line.startswith("| training step"))
+    assert "tiny batch 1: 0.90x, vgg16 batch 2: 1.10x" in step and step.endswith("not met in 1 of 2 |")
+    trips = next(line for line in lines if line.startswith("| zero host round-trips"))
+    assert "ours 0 + 0 vs torchvision 2 + 16" in trips and trips.endswith("| met |")
+    assert next(line for line in lines if line.startswith("| RPN proposals")).endswith("| met |")
+    assert "## frcnn_edu.ops vs torchvision.ops" in lines  # each report nested one level down
