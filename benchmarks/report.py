@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> str:
     device = torch.device("cpu")
     text = "\n".join(["# Benchmarks: frcnn_edu against torchvision and against selective search", "",
                       f"Written by `make bench` (benchmarks/report.py) from {', '.join(sections)}.", "",
-                      *[line for line in machine_info(device) if not line.startswith("- device")], "",
+                      *[re.sub(r", torch threads .*", " (each section gives its threads and load)", line)
+                        for line in machine_info(device) if not line.startswith("- device")], "",
                       "## Targets", "", *targets(sections), "",
                       *[demote(sections[name]) for name in sections]])
     args.out.write_text(text)
