@@ -113,7 +113,8 @@ def _pool_per_image(input: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
         t = (r.reshape(num, -1, height) @ planes).view(-1, pooled_h * channels, width)  # [N*l, PH*C, W]
         t = t @ c.reshape(-1, pooled_w, width).transpose(1, 2)  # [N*l, PH*C, PW]
         outputs.append(t.view(num, -1, pooled_h, channels, pooled_w))  # [N, l, PH, C, PW]
-    return torch.cat(outputs, dim=1).flatten(0, 1).permute(0, 2, 1, 3)  # [N*L, C, PH, PW]
+    pooled = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)  # one chunk: no copy
+    return pooled.flatten(0, 1).permute(0, 2, 1, 3)  # [N*L, C, PH, PW]
 
 
 def roi_align(
@@ -151,12 +152,13 @@ def roi_align(
         grid_h = grid_w = torch.full_like(roi_h, sampling_ratio, dtype=torch.long)
     else:
         grid_h, grid_w = torch.ceil(roi_h / pooled_h).long(), torch.ceil(roi_w / pooled_w).long()
-    rows = _axis_weights(y1, roi_h / pooled_h, grid_h, pooled_h, height, sampling_ratio)  # [K, PH, H]
-    cols = _axis_weights(x1, roi_w / pooled_w, grid_w, pooled_w, width, sampling_ratio)  # [K, PW, W]
     count = (grid_h * grid_w).clamp(min=1).to(input.dtype)  # [K]
+    # the average's 1 / count goes into the small row weights, not over the [K, C, PH, PW] output
+    rows = _axis_weights(y1, roi_h / pooled_h, grid_h, pooled_h, height, sampling_ratio) / count[:, None, None]
+    cols = _axis_weights(x1, roi_w / pooled_w, grid_w, pooled_w, width, sampling_ratio)  # [K, PW, W]
     if _one_block_per_image(boxes, input):  # the layout is known from the shapes alone: no host read
-        return _pool_per_image(input, rows, cols) / count[:, None, None, None]
-    return _pool(input, rois[:, 0].long(), rows, cols) / count[:, None, None, None]
+        return _pool_per_image(input, rows, cols)
+    return _pool(input, rois[:, 0].long(), rows, cols)
 
 
 def _one_block_per_image(boxes: Tensor | list[Tensor], input: Tensor) -> bool:
