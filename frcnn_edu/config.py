@@ -116,8 +116,9 @@ class FasterRCNNConfig:
 
         The built-in dataset's images are ~256 px with objects of 16 to ~115 px, rescaled by 1.25 to a 320 px
         shorter side; anchors shrink accordingly (24 to 160 px) and so do the proposal counts (a few objects per
-        image), and background RoIs go down to IoU 0. RoIAlign replaces RoI max pooling: objects of one or two stride-16 cells lose most of their
-        shape to RoI pooling's rounding (notebook 08 measures it), and RoIAlign keeps it.
+        image), and background RoIs go down to IoU 0. RoIAlign replaces RoI max pooling: objects of one or two
+        stride-16 cells lose most of their shape to RoI pooling's rounding (notebook 08 measures it), and RoIAlign
+        keeps it.
         """
         tiny = dict(
             min_size=320, max_size=512,
