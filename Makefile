@@ -1,19 +1,27 @@
 # Two entry points: `make demo` (end-to-end run on the built-in dataset) and `make test`.
-# Both build .venv on first use and rebuild it only when pyproject.toml changes (the stamp).
+# Both build .venv on first use from the lock (exact versions, every platform: requirements.lock) and rebuild it
+# only when the lock or pyproject.toml changes (the stamp). `make lock` refreshes the lock.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LOCK   := requirements.lock
 
-.PHONY: venv test demo bench clean
+# What the package writes without a folder argument (generated data, the course model) stays in the checkout,
+# and the notebooks find the shared VOC fixture beside it.
+export FRCNN_EDU_HOME ?= $(CURDIR)/runs/cache
+export FRCNN_EDU_VOC_FIXTURE ?= $(abspath $(CURDIR)/../shared/voc-fixture/VOCdevkit)
+
+.PHONY: venv test demo bench clean lock
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "Installing frcnn_edu and its dependencies into $(VENV) (first run: a few minutes, ~6 GB; log: $(VENV)/pip.log)"
+	@echo "Installing frcnn_edu and its locked dependencies into $(VENV) (first run: a few minutes, ~6 GB; log: $(VENV)/pip.log)"
 	$(PY) -m pip install --upgrade pip >$(VENV)/pip.log 2>&1 || (tail -30 $(VENV)/pip.log; exit 1)
-	$(PY) -m pip install -e '.[dev]' >>$(VENV)/pip.log 2>&1 || (tail -30 $(VENV)/pip.log; exit 1)
+	$(PY) -m pip install -r $(LOCK) >>$(VENV)/pip.log 2>&1 || (tail -30 $(VENV)/pip.log; exit 1)
+	$(PY) -m pip install --no-deps -e . >>$(VENV)/pip.log 2>&1 || (tail -30 $(VENV)/pip.log; exit 1)
 	$(PY) -c 'import torch, torchvision, frcnn_edu; print("torch", torch.__version__, "torchvision", torchvision.__version__)'
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "frcnn_edu (.venv)" >/dev/null
 	touch $(STAMP)
@@ -44,6 +52,7 @@ bench: $(STAMP)
 	if $(PY) -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then \
 	    $(PY) benchmarks/bench_ops.py --device cuda --out $(BENCH_OUT)/ops_cuda.md; fi
 	$(PY) benchmarks/bench_model.py $(BENCH_FLAGS) --out $(BENCH_OUT)/model.md
+	$(PY) benchmarks/bench_opcount.py $(BENCH_FLAGS) --out $(BENCH_OUT)/opcount.md
 	$(PY) benchmarks/bench_proposals.py $(BENCH_FLAGS) --out $(BENCH_OUT)/proposals.md
 	$(PY) benchmarks/bench_scaling.py $(BENCH_FLAGS) --out $(BENCH_OUT)/scaling.md --png benchmarks/scaling.png
 	$(PY) benchmarks/bench_compile.py $(BENCH_FLAGS) --out $(BENCH_OUT)/compile.md
@@ -51,6 +60,17 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
+
+# The lock: pyproject.toml's ranges resolved to exact versions by uv, for every platform and Python >= 3.10, with
+# torch and torchvision held at the pair the tests were run on (TORCH, TORCHVISION). Commit the new lock.
+TORCH       ?= 2.14.1
+TORCHVISION ?= 0.29.1
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet uv
+	printf 'torch==%s\ntorchvision==%s\n' $(TORCH) $(TORCHVISION) >$(VENV)/lock-pins.txt
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 \
+	    --constraint $(VENV)/lock-pins.txt --custom-compile-command "make lock" --output-file $(LOCK)
 
 # Real PASCAL VOC end to end (README "Real PASCAL VOC"): download VOC2007 once (911 MB into $(VOC_ROOT)/downloads),
 # write a balanced subset of a few classes (VOC_IMAGES trainval images, as many VOC2007 test images), fine-tune the
@@ -69,8 +89,8 @@ VOC_TRAIN    = $(PY) -m frcnn_edu.train --data voc --root $(VOC_ROOT)/VOCdevkit 
 
 .PHONY: voc
 voc: $(STAMP)
-	$(PY) -m frcnn_edu.datasets download voc2007 --root $(VOC_ROOT)
-	$(PY) -m frcnn_edu.datasets subset --root $(VOC_ROOT) --year 2007 --classes $(VOC_CLASSES) --name $(VOC_NAME) \
+	$(PY) -m frcnn_edu download voc2007 --root $(VOC_ROOT)
+	$(PY) -m frcnn_edu subset --root $(VOC_ROOT) --year 2007 --classes $(VOC_CLASSES) --name $(VOC_NAME) \
 	    --max-images $(VOC_IMAGES)
 	if $(PY) -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then \
 	    $(VOC_TRAIN) --device cuda --iterations 2000; \

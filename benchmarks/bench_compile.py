@@ -12,7 +12,7 @@ first break is; the first compiled call (compile time, one run included); the me
 after warm-up (two models with the same weights, timed in turns); or the exception, briefly.
 Models: the tiny backbone with its own configuration (tiny_cpu: 200 / 100 proposals after NMS in training /
 inference) at a 600 x 1000 image and a small one (128 x 160), both implementations sharing weights
-(frcnn_edu.twin). Compilers: Inductor (mode "default"); Inductor on the networks only (backbone, RPN head, box
+(frcnn_edu.instruments.twin). Compilers: Inductor (mode "default"); Inductor on the networks only (backbone, RPN head, box
 head; the proposal layer and NMS stay eager); on CUDA also mode="reduce-overhead" (CUDA graphs), which a CPU run
 lists as skipped. A last, explain-only row traces our training step with the paper's top-N (2000 proposals after
 NMS, as bench_model.py runs it): tracing alone takes minutes.

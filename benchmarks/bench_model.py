@@ -3,7 +3,7 @@
     python benchmarks/bench_model.py [--quick] [--device cpu|cuda] [--threads T] [--out benchmarks/results/model.md]
                                      [--backbones tiny,vgg16] [--batches 1,2]
 
-Both models share the same modules and weights (frcnn_edu.twin.torchvision_twin) and the same configuration:
+Both models share the same modules and weights (frcnn_edu.instruments.twin.torchvision_twin) and the same configuration:
 the paper's scale (600 x 1000 images), anchors and top-N, with our deliberate differences switched to
 torchvision's behaviour so both do the same work (cross-boundary anchors used, background IoU from 0).
 For each backbone (tiny, VGG-16 with RoI pooling) and batch size it reports the median time of a training step
@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ops import benchmark_parser, median_ms, start, write_report  # noqa: E402
 
 from frcnn_edu import FasterRCNN, FasterRCNNConfig  # noqa: E402
-from frcnn_edu.syncs import HiddenSyncCounter, count_python_reads  # noqa: E402
-from frcnn_edu.twin import torchvision_twin  # noqa: E402
+from frcnn_edu.instruments.syncs import HiddenSyncCounter, count_python_reads  # noqa: E402
+from frcnn_edu.instruments.twin import torchvision_twin  # noqa: E402
 
 MODES = ("train step", "inference")
 MEMORY_TAG = "MEMORY_JSON "  # the child's result line on stdout

@@ -20,7 +20,7 @@ seconds); the tiny backbone at its tiny_cpu configuration is an extra row. Ratio
 over the same photos (quality mode, ~3x slower than fast, runs on the first 5 photos only, for time).
 Recall: the share of ground-truth boxes (non-difficult) that one of the first N proposals covers at IoU >= 0.5
 and >= 0.7, N = 300 and 2000, on the VOC photos (the RPN there needs a VOC-trained --checkpoint) and on the
-built-in dataset's test images against the course model's RPN (frcnn_edu.train.course_model).
+built-in dataset's test images against the course model's RPN (frcnn_edu.course.course_model).
 `--quick`: two small photos, the tiny backbone only, a random tiny RPN and no training (the smoke test in
 tests/test_bench_proposals_smoke.py uses it). Notebook 05_region_proposal_network makes the same comparison
 on the built-in dataset alone.
@@ -43,12 +43,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ops import benchmark_parser, median_ms, start, write_report  # noqa: E402
 
 from frcnn_edu import FasterRCNN, FasterRCNNConfig  # noqa: E402
-from frcnn_edu.data import BUILTIN_CLASSES, VOCDataset, make_builtin_dataset  # noqa: E402
+from frcnn_edu.builtin_dataset import BUILTIN_CLASSES, make_builtin_dataset  # noqa: E402
+from frcnn_edu.course import course_model  # noqa: E402
 from frcnn_edu.ops import box_iou  # noqa: E402
 from frcnn_edu.proposals import generate_proposals  # noqa: E402
 from frcnn_edu.selective_search import selective_search  # noqa: E402
-from frcnn_edu.train import course_model  # noqa: E402
 from frcnn_edu.transform import boxes_to_original, prepare_images, rescale_factor, resize_image  # noqa: E402
+from frcnn_edu.voc import VOCDataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(os.environ.get("FRCNN_EDU_VOC_FIXTURE", REPO.parent / "shared" / "voc-fixture" / "VOCdevkit"))
@@ -278,12 +279,12 @@ def builtin_recall(settings: Settings, device: torch.device, quick: bool, scratc
         where = f"{settings.builtin_images} test images generated into a scratch folder"
     else:
         started = time.perf_counter()
-        trained, args = course_model()  # trains ~3 min into runs/course the first time, then loads it
+        trained, args = course_model()  # trains ~3 min into the cache's course/ the first time, then loads it
         seconds = time.perf_counter() - started
         root, config = make_builtin_dataset(args.root, seed=0), trained.config
         torch.manual_seed(0)
         untrained = FasterRCNN(len(BUILTIN_CLASSES) + 1, "tiny", config)
-        models = [("RPN, tiny, course model (train.course_model)", trained),
+        models = [("RPN, tiny, course model (course.course_model)", trained),
                   ("RPN, tiny, random weights (what training bought)", untrained)]
         where = (f"the first {settings.builtin_images} test images of {args.root} (course model ready in "
                  f"{seconds:.0f} s{': trained now' if seconds > 60 else ''})")

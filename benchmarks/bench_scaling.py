@@ -5,7 +5,7 @@
 
 Two scans of the same model as bench_model.py (the paper's configuration, our differences switched to
 torchvision's behaviour, one image), each point timed for a training step and an inference, ours against
-torchvision's twin (same weights, frcnn_edu.twin) for the ratio, with the peak memory of one step above the model
+torchvision's twin (same weights, frcnn_edu.instruments.twin) for the ratio, with the peak memory of one step above the model
 and inputs (CUDA: max_memory_allocated; CPU: peak RSS, each case in a fresh process, as bench_model.py explains).
 1. Image size: shorter side 300, 400, 600, 800, 1000 px, longer side 5/3 of it (600 x 1000 is the paper's scale).
    Anchors, and so the RPN's work, grow with the area; the proposal counts stay the paper's (2000 / 300 kept).

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .box_coder import decode_boxes, encode_boxes
 from .ops import box_iou, clip_boxes_to_image, first_kept, roi_align, roi_pool, small_boxes_mask
-from .rpn import _take_top
+from .sampling import sample_balanced
 
 
 class FastRCNNPredictor(nn.Module):
@@ -93,14 +93,44 @@ def sample_rois(labels: Tensor, batch_size_per_image: int, positive_fraction: fl
     """
     num = labels.shape[1]
     keys = torch.rand(labels.shape, device=labels.device)
-    foreground = _take_top(torch.where(labels > 0, keys, -1.0), min(int(batch_size_per_image * positive_fraction), num), None)
-    budget = batch_size_per_image - foreground.sum(dim=1, keepdim=True)  # [N, 1]
-    background = _take_top(torch.where(labels == 0, keys, -1.0), min(batch_size_per_image, num), budget)
+    foreground, background = sample_balanced(labels > 0, labels == 0, batch_size_per_image, positive_fraction, keys)
     chosen = foreground | background  # [N, P], at most B per row
     # compact the chosen RoIs into B slots: foreground first, then background, then unused
     priority = chosen.to(keys.dtype) * 2 + (labels > 0).to(keys.dtype) + keys * 0.5  # chosen > unchosen
     used, index = priority.topk(min(batch_size_per_image, num), dim=1)
     return index, used >= 2
+
+
+@dataclass
+class RoITargets:
+    """What the head trains on: rois [N, B, 4] xyxy image px, their labels [N, B] int64 (0 background),
+    used [N, B] bool (False for empty slots) and box_targets [N, B, 4], the encoded matched ground truth."""
+
+    rois: Tensor
+    labels: Tensor
+    used: Tensor
+    box_targets: Tensor
+
+
+def roi_targets(proposals: Tensor, valid: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_valid: Tensor,
+                fg_iou_thresh: float, bg_iou_hi: float, bg_iou_lo: float, batch_size_per_image: int,
+                positive_fraction: float, weights: tuple[float, float, float, float]) -> RoITargets:
+    """The head's training RoIs and targets (Fast §2.3): label the proposals, sample B, encode their targets.
+
+    Args:
+        proposals: [N, K, 4] xyxy, image px. valid: [N, K] bool.
+        gt_boxes: [N, G, 4] image px (padded). gt_labels: [N, G] int64. gt_valid: [N, G] bool.
+        weights: the box coder's (wx, wy, ww, wh), (10, 10, 5, 5) for the head.
+    """
+    # Fast §2.3 / torchvision: the ground-truth boxes join the proposals as RoIs
+    candidates = torch.cat([proposals, gt_boxes], dim=1)  # [N, K+G, 4]
+    candidate_valid = torch.cat([valid, gt_valid], dim=1)
+    labels, matched = label_proposals(candidates, candidate_valid, gt_boxes, gt_labels, gt_valid,
+                                      fg_iou_thresh, bg_iou_hi, bg_iou_lo)
+    index, used = sample_rois(labels, batch_size_per_image, positive_fraction)  # [N, B]
+    rois = candidates.gather(1, index[:, :, None].expand(-1, -1, 4))  # [N, B, 4]
+    matched_boxes = gt_boxes.gather(1, matched.gather(1, index)[:, :, None].expand(-1, -1, 4))
+    return RoITargets(rois, labels.gather(1, index), used, encode_boxes(matched_boxes, rois, weights))
 
 
 def head_loss(class_logits: Tensor, box_deltas: Tensor, labels: Tensor, used: Tensor, box_targets: Tensor,

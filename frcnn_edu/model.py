@@ -7,6 +7,8 @@
 
 The calling convention is torchvision's: model(images, targets) in train mode returns the four losses;
 model(images) in eval mode returns one dict per image with boxes (xyxy, orig px), labels (1..L-1) and scores.
+This module only wires the stages: each computes its own training targets (rpn.anchor_targets, head.roi_targets),
+and the transform prepares the inputs and builds the ragged outputs (transform.pad_targets, transform.postprocess).
 `model.forward_trace(...)` returns the same plus every intermediate, for the notebooks. Apart from the optional
 input check at the entry, nothing in the forward pass reads the device, in train and in eval, except the one
 boolean selection per image that builds the ragged per-image output torchvision's API asks for.
@@ -19,31 +21,11 @@ from torch import Tensor, nn
 
 from .anchors import AnchorGenerator
 from .backbone import build_backbone
-from .box_coder import encode_boxes
 from .config import FasterRCNNConfig
-from .head import FastRCNNPredictor, head_loss, label_proposals, pool_rois, postprocess_detections, sample_rois
+from .head import FastRCNNPredictor, head_loss, pool_rois, postprocess_detections, roi_targets
 from .proposals import generate_proposals
-from .rpn import RPNHead, inside_image, label_anchors, rpn_loss, sample_balanced
-from .transform import boxes_to_original, check_metadata, check_values, prepare_images
-
-
-def pad_targets(targets: list[dict], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """Ground truths of all images as fixed-size tensors (G = the largest count, at least 1).
-
-    Returns:
-        boxes: [N, G, 4] image px, padding rows = (0, 0, 1, 1) so encoding them stays finite.
-        labels: [N, G] int64, padding 0. valid: [N, G] bool.
-    """
-    most = max(1, max(t["boxes"].shape[0] for t in targets))
-    boxes = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device).repeat(len(targets), most, 1)
-    labels = torch.zeros(len(targets), most, dtype=torch.int64, device=device)
-    valid = torch.zeros(len(targets), most, dtype=torch.bool, device=device)
-    for i, t in enumerate(targets):
-        count = t["boxes"].shape[0]
-        boxes[i, :count] = t["boxes"]
-        labels[i, :count] = t["labels"]
-        valid[i, :count] = True
-    return boxes, labels, valid
+from .rpn import RPNHead, anchor_targets, rpn_loss
+from .transform import check_metadata, check_values, pad_targets, postprocess, prepare_images
 
 
 class FasterRCNN(nn.Module):
@@ -116,30 +98,19 @@ class FasterRCNN(nn.Module):
     def _losses(self, features, anchors, objectness, rpn_deltas, proposals, batch, targets, trace) -> dict:
         cfg = self.config
         gt_boxes, gt_labels, gt_valid = pad_targets(targets, features.device)
-        usable = inside_image(anchors, batch.image_sizes) if cfg.rpn_ignore_cross_boundary else torch.ones_like(
-            objectness, dtype=torch.bool)
-        anchor_labels, matched = label_anchors(anchors, gt_boxes, gt_valid, usable, cfg.rpn_fg_iou_thresh,
-                                               cfg.rpn_bg_iou_thresh)
-        positive, negative = sample_balanced(anchor_labels, cfg.rpn_batch_size_per_image, cfg.rpn_positive_fraction)
-        matched_boxes = gt_boxes.gather(1, matched[:, :, None].expand(-1, -1, 4))  # [N, M, 4]
-        loss_objectness, loss_rpn_box = rpn_loss(objectness, rpn_deltas, anchors, matched_boxes, positive, negative,
-                                                 cfg.rpn_box_loss_beta)
-        # Fast §2.3 / torchvision: the ground-truth boxes join the proposals as RoIs
-        candidates = torch.cat([proposals.boxes, gt_boxes], dim=1)  # [N, K+G, 4]
-        candidate_valid = torch.cat([proposals.valid, gt_valid], dim=1)
-        roi_labels, roi_matched = label_proposals(candidates, candidate_valid, gt_boxes, gt_labels, gt_valid,
-                                                  cfg.roi_fg_iou_thresh, cfg.roi_bg_iou_thresh_hi,
-                                                  cfg.roi_bg_iou_thresh_lo)
-        index, used = sample_rois(roi_labels, cfg.roi_batch_size_per_image, cfg.roi_positive_fraction)  # [N, B]
-        rois = candidates.gather(1, index[:, :, None].expand(-1, -1, 4))  # [N, B, 4]
-        labels = roi_labels.gather(1, index)
-        matched_boxes = gt_boxes.gather(1, roi_matched.gather(1, index)[:, :, None].expand(-1, -1, 4))
-        box_targets = encode_boxes(matched_boxes, rois, cfg.box_coder_weights)  # [N, B, 4]
-        class_logits, box_deltas = self._pool_and_classify(features, rois, trace)
-        loss_classifier, loss_box = head_loss(class_logits, box_deltas, labels.flatten(), used.flatten(),
-                                              box_targets.view(-1, 4), cfg.roi_box_loss_beta)
-        trace.update(anchor_labels=anchor_labels, rpn_positive=positive, rpn_negative=negative, rois=rois,
-                     roi_labels=labels, roi_used=used)
+        rpn = anchor_targets(anchors, batch.image_sizes, gt_boxes, gt_valid, cfg.rpn_fg_iou_thresh,
+                             cfg.rpn_bg_iou_thresh, cfg.rpn_batch_size_per_image, cfg.rpn_positive_fraction,
+                             cfg.rpn_ignore_cross_boundary)
+        loss_objectness, loss_rpn_box = rpn_loss(objectness, rpn_deltas, anchors, rpn.matched_boxes, rpn.positive,
+                                                 rpn.negative, cfg.rpn_box_loss_beta)
+        head = roi_targets(proposals.boxes, proposals.valid, gt_boxes, gt_labels, gt_valid, cfg.roi_fg_iou_thresh,
+                           cfg.roi_bg_iou_thresh_hi, cfg.roi_bg_iou_thresh_lo, cfg.roi_batch_size_per_image,
+                           cfg.roi_positive_fraction, cfg.box_coder_weights)
+        class_logits, box_deltas = self._pool_and_classify(features, head.rois, trace)
+        loss_classifier, loss_box = head_loss(class_logits, box_deltas, head.labels.flatten(), head.used.flatten(),
+                                              head.box_targets.view(-1, 4), cfg.roi_box_loss_beta)
+        trace.update(anchor_labels=rpn.labels, rpn_positive=rpn.positive, rpn_negative=rpn.negative, rois=head.rois,
+                     roi_labels=head.labels, roi_used=head.used)
         return dict(loss_objectness=loss_objectness, loss_rpn_box_reg=loss_rpn_box,
                     loss_classifier=loss_classifier, loss_box_reg=loss_box)
 
@@ -150,18 +121,4 @@ class FasterRCNN(nn.Module):
                                      cfg.box_coder_weights, cfg.box_score_thresh, cfg.box_nms_thresh,
                                      cfg.box_detections_per_img, cfg.box_min_size)
         trace.update(detections=det)
-        return postprocess(det, batch.image_sizes, batch.original_sizes)
-
-
-def postprocess(det, image_sizes: list[tuple[int, int]], original_sizes: list[tuple[int, int]]) -> list[dict]:
-    """Fixed-size detections -> torchvision's ragged per-image dicts in orig px.
-
-    The one place the count of detections must be known on the host: one nonzero per image (a device read).
-    """
-    results = []
-    for i in range(det.boxes.shape[0]):
-        keep = det.valid[i].nonzero().squeeze(1)  # the valid ones come first: sorted by score
-        boxes = boxes_to_original(det.boxes[i].index_select(0, keep), image_sizes[i], original_sizes[i])
-        results.append(dict(boxes=boxes, labels=det.labels[i].index_select(0, keep),
-                            scores=det.scores[i].index_select(0, keep)))
-    return results
+        return postprocess(det.boxes, det.scores, det.labels, det.valid, batch.image_sizes, batch.original_sizes)

@@ -14,12 +14,15 @@ Shapes: N images, M = Hf * Wf * A anchors, G ground-truth boxes per image (padde
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .box_coder import encode_boxes
 from .ops import box_iou
+from .sampling import sample_balanced
 
 POSITIVE, NEGATIVE, IGNORED = 1, 0, -1
 
@@ -107,34 +110,46 @@ def label_anchors(anchors: Tensor, gt_boxes: Tensor, gt_valid: Tensor, usable: T
     return labels, matched
 
 
-def sample_balanced(labels: Tensor, batch_size_per_image: int, positive_fraction: float) -> tuple[Tensor, Tensor]:
-    """Random positives (up to batch * fraction) and negatives (filling the batch), per image, as masks.
-
-    Draws one random key per candidate and keeps the top keys (FRCNN §3.1.3's random sampling), so the sample
-    has a fixed shape and no count is read on the host.
+def sample_anchors(labels: Tensor, batch_size_per_image: int, positive_fraction: float) -> tuple[Tensor, Tensor]:
+    """The anchors the RPN trains on (FRCNN §3.1.3): 256 per image, up to half positive, at random.
 
     Args:
-        labels: [N, M] int64, 1 positive, 0 negative, other values never sampled.
+        labels: [N, M] int64 from label_anchors (1 positive, 0 negative, -1 ignored: never sampled).
 
     Returns:
-        positive, negative: [N, M] bool. At most batch_size_per_image sampled per image in all.
+        positive, negative: [N, M] bool masks (sampling.sample_balanced).
     """
-    num = labels.shape[1]
-    keys = torch.rand(labels.shape, device=labels.device)
-    max_positive = int(batch_size_per_image * positive_fraction)
-    positive = _take_top(torch.where(labels == POSITIVE, keys, -1.0), min(max_positive, num), None)
-    budget = batch_size_per_image - positive.sum(dim=1, keepdim=True)  # [N, 1] negatives to draw
-    negative = _take_top(torch.where(labels == NEGATIVE, keys, -1.0), min(batch_size_per_image, num), budget)
-    return positive, negative
+    return sample_balanced(labels == POSITIVE, labels == NEGATIVE, batch_size_per_image, positive_fraction)
 
 
-def _take_top(keys: Tensor, k: int, budget: Tensor | None) -> Tensor:
-    """Mask of the k highest non-negative keys per row (or only the first `budget` [N, 1] of them)."""
-    values, index = keys.topk(k, dim=1)  # [N, k], sorted
-    chosen = values >= 0
-    if budget is not None:
-        chosen &= torch.arange(k, device=keys.device) < budget
-    return torch.zeros_like(keys, dtype=torch.bool).scatter_(1, index, chosen)
+@dataclass
+class AnchorTargets:
+    """What the RPN's loss needs: labels [N, M] int64 (1, 0, -1), the sampled positive and negative [N, M] bool,
+    and each anchor's matched ground-truth box [N, M, 4] xyxy image px (meaningful for positives)."""
+
+    labels: Tensor
+    positive: Tensor
+    negative: Tensor
+    matched_boxes: Tensor
+
+
+def anchor_targets(anchors: Tensor, image_sizes: list[tuple[int, int]], gt_boxes: Tensor, gt_valid: Tensor,
+                   fg_iou_thresh: float, bg_iou_thresh: float, batch_size_per_image: int, positive_fraction: float,
+                   ignore_cross_boundary: bool) -> AnchorTargets:
+    """The RPN's training targets (FRCNN §3.1.2, §3.3): label every anchor, sample 256, match ground truths.
+
+    Args:
+        anchors: [M, 4] xyxy, image px. image_sizes: N (h, w) Python ints.
+        gt_boxes: [N, G, 4] xyxy, image px (padded). gt_valid: [N, G] bool.
+        ignore_cross_boundary: train only on anchors wholly inside the image (FRCNN §3.3).
+    """
+    num = gt_boxes.shape[0]
+    usable = (inside_image(anchors, image_sizes) if ignore_cross_boundary
+              else torch.ones(num, anchors.shape[0], dtype=torch.bool, device=anchors.device))  # [N, M]
+    labels, matched = label_anchors(anchors, gt_boxes, gt_valid, usable, fg_iou_thresh, bg_iou_thresh)
+    positive, negative = sample_anchors(labels, batch_size_per_image, positive_fraction)
+    matched_boxes = gt_boxes.gather(1, matched[:, :, None].expand(-1, -1, 4))  # [N, M, 4]
+    return AnchorTargets(labels, positive, negative, matched_boxes)
 
 
 def rpn_loss(objectness: Tensor, deltas: Tensor, anchors: Tensor, matched_boxes: Tensor, positive: Tensor,

@@ -1,17 +1,18 @@
 """Training and evaluation: the loop, checkpoints that survive interruption, VOC mAP, pictures of the run.
 
-    python -m frcnn_edu.train --data builtin --out runs/demo --time-budget 600
-    python -m frcnn_edu.train --data voc --root data/VOCdevkit --image-set catdog_trainval --backbone vgg16 ...
+    frcnn-edu train --data builtin --out runs/demo --time-budget 600    # or: python -m frcnn_edu.train ...
+    frcnn-edu train --data voc --root data/VOCdevkit --image-set catdog_trainval --backbone vgg16 ...
 
 The paper's optimiser (Fast §2.3 / FRCNN §3.1.3): SGD, momentum 0.9, weight decay 5e-4; here with a linear
 warm-up and a cosine decay over `--iterations` (FRCNN steps the rate down once, by 10x, after 60k of 80k
 mini-batches; a cosine does the same job smoothly on short runs). Augmentation: the papers' horizontal flips,
-plus zoom crops (`--zoom`, data.zoom_crop), without which the tiny backbone memorises the 500 built-in images.
+plus zoom crops (`--zoom`, augment.zoom_crop), without which the tiny backbone memorises the 500 built-in images.
 Everything random is drawn from the seed: the data order, flips and crops per epoch from (seed, epoch), the
 model's anchor and RoI sampling from torch's RNG, whose state the checkpoint keeps, so `--resume` continues
 exactly where an interrupted run stopped.
-Run folder: checkpoint.pt (written atomically each epoch, at the end and on Ctrl-C), losses.csv (one row per
-iteration), metrics.json, losses.png, detections.png. Notebook: 06_fast_rcnn_head.
+Run folder (--out; default: a folder under the per-user cache, cache.py): checkpoint.pt (written atomically each
+epoch, at the end and on Ctrl-C), losses.csv (one row per iteration), metrics.json, losses.png, detections.png.
+The built-in dataset is generated into --root (default: the cache's builtin/). Notebook: 06_fast_rcnn_head.
 """
 from __future__ import annotations
 
@@ -29,11 +30,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .augment import hflip, zoom_crop
+from .builtin_dataset import BUILTIN_CLASSES, make_builtin_dataset
+from .builtin_dataset import VERSION as BUILTIN_VERSION
+from .cache import cache_path
 from .config import FasterRCNNConfig
-from .data import (BUILTIN_CLASSES, VOC_CLASSES, VOCDataset, builtin_version, hflip, load_image, make_builtin_dataset,
-                   zoom_crop)
 from .metrics import voc_map
 from .model import FasterRCNN
+from .voc import VOC_CLASSES, VOCDataset, load_image
 
 LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
 
@@ -43,7 +47,7 @@ class TrainArgs:
     """Command-line options; the defaults are the demo's (tiny backbone, built-in dataset, CPU)."""
 
     data: str = "builtin"  # "builtin" or "voc"
-    root: str = "data/builtin"  # builtin: where to generate it; voc: a VOCdevkit folder
+    root: str = ""  # builtin: where to generate it (default: the cache's builtin/); voc: a VOCdevkit folder
     year: str = ""  # VOC year folder ("2007", "2012"); builtin: "builtin"
     image_set: str = "trainval"
     test_set: str = "test"
@@ -57,12 +61,12 @@ class TrainArgs:
     weight_decay: float = 5e-4  # Fast §2.3 / FRCNN §3.1.3
     warmup: int = 100
     flip: bool = True  # Fast §2.3 / FRCNN §3.3: horizontal flips, the only augmentation
-    zoom: float = 0.5  # probability of a zoom crop (data.zoom_crop; not in the papers), 0 = flips only
+    zoom: float = 0.5  # probability of a zoom crop (augment.zoom_crop; not in the papers), 0 = flips only
     amp: bool = True  # bfloat16 autocast for convolutions and FC layers (~1.5x on a CPU); boxes stay float32
     seed: int = 0
     time_budget: float = 0.0  # seconds of training, 0 = no limit
     device: str = "cpu"
-    out: str = "runs/train"
+    out: str = ""  # the run folder (default: the cache's runs/train)
     resume: bool = False
     eval_images: int = 0  # evaluate on the first N test images (0 = all)
     config: dict = field(default_factory=dict)  # FasterRCNNConfig overrides
@@ -75,12 +79,12 @@ def class_names(args: TrainArgs) -> tuple[str, ...]:
 def load_split(args: TrainArgs, image_set: str) -> VOCDataset:
     """The dataset of one image set, generating the built-in one on first use."""
     if args.data == "builtin":
-        voc_root, year = make_builtin_dataset(args.root, seed=0), args.year or "builtin"
+        voc_root, year = make_builtin_dataset(args.root or None, seed=0), args.year or "builtin"
     elif args.data == "voc":
-        voc_root, year = Path(args.root), args.year or "2007"
+        voc_root, year = Path(args.root or cache_path("voc", "VOCdevkit")), args.year or "2007"
         if not voc_root.is_dir():
             raise FileNotFoundError(f"--root {voc_root} is not a folder; it must be a VOCdevkit folder "
-                                    f"(python -m frcnn_edu.datasets download voc2007 --root data)")
+                                    f"(frcnn-edu download voc2007 --root data, then --root data/VOCdevkit)")
     else:
         raise ValueError(f"--data must be 'builtin' or 'voc', got {args.data!r}")
     # --classes cat,dog picks a subset of the dataset's classes: objects of the others are left out
@@ -98,14 +102,15 @@ class InMemory:
     """A dataset's images (uint8, to save memory) and annotations, decoded once: epochs then cost no I/O."""
 
     def __init__(self, dataset: VOCDataset):
-        self.images = [(load_image(dataset._image_path(i)) * 255).round().to(torch.uint8) for i in dataset.ids]
+        self.images = [(load_image(dataset.image_path(i)) * 255).round().to(torch.uint8) for i in dataset.ids]
         self.targets = [dataset.annotations[i] for i in range(len(dataset))]
+        self.folder = dataset.year_dir
 
     def __len__(self) -> int:
         return len(self.images)
 
     def get(self, index: int, flip: bool, device: torch.device, zoom: Tensor | None = None) -> tuple[Tensor, dict]:
-        """Image `index` as float [3, H, W] in [0, 1] and its target, flipped and zoom-cropped (zoom: data.zoom_crop's
+        """Image `index` as float [3, H, W] in [0, 1] and its target, flipped and zoom-cropped (zoom: augment.zoom_crop's
         draw, or None) on the CPU, then moved to device."""
         image, target = self.images[index], self.targets[index]
         target = dict(boxes=target["boxes"], labels=target["labels"])
@@ -154,6 +159,11 @@ def learning_rate(args: TrainArgs, iteration: int, seconds: float = 0.0) -> floa
     return args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def run_folder(args: TrainArgs) -> Path:
+    """--out, or the cache's runs/train when none was given."""
+    return Path(args.out) if args.out else cache_path("runs", "train")
+
+
 def save_atomic(state: dict, path: Path) -> None:
     """Write to a temporary file, then rename: a crash mid-write never leaves a broken checkpoint."""
     tmp = path.with_suffix(".tmp")
@@ -167,7 +177,7 @@ class Trainer:
     def __init__(self, args: TrainArgs, model: FasterRCNN, data: InMemory):
         self.args, self.model, self.data = args, model, data
         self.device = torch.device(args.device)
-        self.out = Path(args.out)
+        self.out = run_folder(args)
         self.out.mkdir(parents=True, exist_ok=True)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
@@ -182,7 +192,7 @@ class Trainer:
         skip = ("out", "root", "resume", "time_budget", "device", "eval_images")
         recipe = {k: v for k, v in asdict(self.args).items() if k not in skip}
         if self.args.data == "builtin":  # a new version of the generator draws other images
-            recipe["builtin_version"] = builtin_version()
+            recipe["builtin_version"] = BUILTIN_VERSION
         return recipe
 
     def state(self) -> dict:
@@ -322,52 +332,28 @@ def run(args: TrainArgs) -> dict:
     test_data = InMemory(load_split(args, args.test_set))
     model = build_model(args, len(names) + 1).to(args.device)
     trainer = Trainer(args, model, train_data)
+    tqdm.write(f"images from {train_data.folder}; run folder {trainer.out}", file=sys.stderr)  # where it all goes
     if args.resume:
         trainer.load()
     trainer.fit()
     metrics, detections = evaluate(model, test_data, trainer.device, names, args.eval_images)
     metrics.update(train_seconds=round(trainer.train_seconds, 1), iterations=trainer.iteration,
                    train_images=len(train_data), backbone=args.backbone, device=args.device)
-    out = Path(args.out)
+    out = trainer.out
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     viz.plot_loss_curves(out / "losses.csv", out / "losses.png")
     viz.plot_detection_grid(test_data, detections, names, out / "detections.png")
     return metrics
 
 
-REPO = Path(__file__).resolve().parent.parent
+HELP = {"root": f"builtin: where to generate it (default: {cache_path('builtin')}); voc: a VOCdevkit folder",
+        "out": f"the run folder (default: {cache_path('runs', 'train')})"}
 
 
-def course_model(iterations: int = 800, run_dir: str | Path | None = None) -> tuple[FasterRCNN, TrainArgs]:
-    """The tiny detector the notebooks share: trained once on the built-in dataset, then loaded from its cache.
-
-    Deterministic (seed 0, no time budget), so every notebook sees the same weights. The first call trains for
-    `iterations` steps (a couple of minutes on a laptop CPU) into runs/course/; later calls load it.
-    Returns the model in eval mode and the TrainArgs it was trained with.
-    """
-    run_dir = Path(run_dir) if run_dir is not None else REPO / "runs" / "course"
-    # the papers' recipe, flips only: notebook 07 measures accuracy against the scales training saw, and zoom
-    # crops (the demo's) would show it objects at up to twice their size
-    args = TrainArgs(root=str(REPO / "data" / "builtin"), iterations=iterations, out=str(run_dir), zoom=0.0)
-    torch.manual_seed(args.seed)
-    model = build_model(args, len(BUILTIN_CLASSES) + 1)
-    trainer = Trainer(args, model, InMemory(load_split(args, args.image_set)))
-    checkpoint = run_dir / "checkpoint.pt"
-    cached = torch.load(checkpoint, weights_only=False) if checkpoint.exists() else {}
-    if cached.get("recipe") == trainer.recipe() and cached.get("iteration") == iterations:
-        try:
-            trainer.load()  # the finished run with this recipe, unless the model configuration changed since
-            return model.eval(), args
-        except ValueError:
-            pass
-    trainer.fit()
-    return model.eval(), args
-
-
-def parse_args(argv: list[str] | None = None) -> TrainArgs:
-    defaults = TrainArgs()
-    p = argparse.ArgumentParser(prog="python -m frcnn_edu.train", description=__doc__.split("\n\n")[0])
-    for name, value in asdict(defaults).items():
+def parser(prog: str = "python -m frcnn_edu.train") -> argparse.ArgumentParser:
+    """One flag per TrainArgs field, with its default."""
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    for name, value in asdict(TrainArgs()).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
@@ -376,17 +362,32 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
         elif name == "config":
             p.add_argument(flag, default="{}", help='FasterRCNNConfig overrides as JSON, e.g. \'{"min_size": 400}\'')
         else:
-            p.add_argument(flag, type=type(value), default=value)
-    ns = vars(p.parse_args(argv))
-    ns["classes"] = tuple(c for c in ns["classes"].split(",") if c)
-    ns["config"] = json.loads(ns["config"])
-    return TrainArgs(**ns)
+            p.add_argument(flag, type=type(value), default=value, help=HELP.get(name))
+    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def train_args(ns: argparse.Namespace) -> TrainArgs:
+    """The parsed flags as TrainArgs; ValueError naming --config when it is not a JSON object."""
+    fields = TrainArgs.__dataclass_fields__
+    options = {k: v for k, v in vars(ns).items() if k in fields}  # `frcnn-edu train` adds its `command`
+    options["classes"] = tuple(c for c in options["classes"].split(",") if c)
     try:
-        metrics = run(args)
+        options["config"] = json.loads(options["config"])
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--config must be a JSON object, got {options['config']!r} ({error})") from None
+    if not isinstance(options["config"], dict):
+        raise ValueError(f"--config must be a JSON object, got {options['config']!r}")
+    return TrainArgs(**options)
+
+
+def parse_args(argv: list[str] | None = None) -> TrainArgs:
+    return train_args(parser().parse_args(argv))
+
+
+def run_command(ns: argparse.Namespace) -> int:
+    """The command: exit status 0 done, 1 a runtime failure, 2 bad input (one line naming it), 130 interrupted."""
+    try:
+        metrics = run(train_args(ns))
     except KeyboardInterrupt:
         return 130
     except (FileNotFoundError, ValueError) as error:
@@ -397,6 +398,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps({k: metrics[k] for k in ("map", "map_area", "train_seconds", "iterations")}))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(parser().parse_args(argv))
 
 
 if __name__ == "__main__":

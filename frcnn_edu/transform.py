@@ -1,4 +1,5 @@
-"""Image preparation and the way back: normalise, rescale, batch with padding; detections back to orig px.
+"""Image preparation and the way back: normalise, rescale, batch with padding, pad the targets; detections back
+to orig px as torchvision's per-image dicts.
 
 FRCNN §3.3 (after Fast §5.2, which found one scale nearly as good as five) rescales every image so its shorter side is 600 px, the longer at most 1000,
 single-scale. Boxes follow: `image px` = `orig px` * scale. A batch of different sizes is padded at the bottom
@@ -169,3 +170,43 @@ def check_values(targets: list[dict], num_classes: int) -> None:
             if not 1 <= label < num_classes:
                 raise ValueError(f"targets[{i}]['labels'][{j}] = {label}: expected 1..{num_classes - 1} "
                                  f"(0 is the background, num_classes={num_classes} counts it)")
+
+
+def pad_targets(targets: list[dict], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Ground truths of all images as fixed-size tensors (G = the largest count, at least 1).
+
+    Returns:
+        boxes: [N, G, 4] image px, padding rows = (0, 0, 1, 1) so encoding them stays finite.
+        labels: [N, G] int64, padding 0. valid: [N, G] bool.
+    """
+    most = max(1, max(t["boxes"].shape[0] for t in targets))
+    boxes = torch.zeros(len(targets), most, 4, device=device)
+    boxes[:, :, 2:] = 1.0  # a fill: torch.tensor([...], device=...) would copy host memory and wait for it on a GPU
+    labels = torch.zeros(len(targets), most, dtype=torch.int64, device=device)
+    valid = torch.zeros(len(targets), most, dtype=torch.bool, device=device)
+    for i, t in enumerate(targets):
+        count = t["boxes"].shape[0]
+        boxes[i, :count] = t["boxes"]
+        labels[i, :count] = t["labels"]
+        valid[i, :count] = True
+    return boxes, labels, valid
+
+
+def postprocess(boxes: Tensor, scores: Tensor, labels: Tensor, valid: Tensor, image_sizes: list[tuple[int, int]],
+                original_sizes: list[tuple[int, int]]) -> list[dict]:
+    """Fixed-size detections (image px) -> torchvision's ragged per-image dicts in orig px: the way back out.
+
+    Args:
+        boxes: [N, D, 4] xyxy, image px. scores: [N, D]. labels: [N, D] int64. valid: [N, D] bool, the valid
+            ones first (sorted by score). image_sizes, original_sizes: N (h, w) Python ints.
+
+    Returns:
+        N dicts of boxes [D_i, 4] xyxy orig px, labels [D_i], scores [D_i]. The one place the count of
+        detections must be known on the host: one nonzero per image (a device read).
+    """
+    results = []
+    for i in range(boxes.shape[0]):
+        keep = valid[i].nonzero().squeeze(1)
+        results.append(dict(boxes=boxes_to_original(boxes[i].index_select(0, keep), image_sizes[i], original_sizes[i]),
+                            labels=labels[i].index_select(0, keep), scores=scores[i].index_select(0, keep)))
+    return results

@@ -1,6 +1,9 @@
-"""Shared fixtures: the `device` parametrisation (CPU always; CUDA when present, else skipped cleanly), and the
-benchmark scripts imported by path for their smoke tests."""
+"""Shared fixtures: the `device` parametrisation (CPU always; CUDA when present, else skipped cleanly), the real VOC
+fixture (../shared/voc-fixture: ten PASCAL VOC images, read in place or copied into tmp_path, never into the
+repository), and the benchmark scripts imported by path for their smoke tests."""
 import importlib.util
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -8,7 +11,10 @@ import pytest
 import torch
 
 _NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
+FIXTURE = Path(os.environ.get("FRCNN_EDU_VOC_FIXTURE", REPO.parent / "shared" / "voc-fixture" / "VOCdevkit"))
+needs_fixture = pytest.mark.skipif(not (FIXTURE / "VOC2007").is_dir(), reason=f"VOC fixture not found at {FIXTURE}")
 DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda, _NO_CUDA])]
 
 
@@ -28,3 +34,16 @@ def load_benchmark(monkeypatch):
         spec.loader.exec_module(module)
         return module
     return load
+
+
+def copy_fixture(dst: Path) -> Path:
+    """A writable copy of the fixture at dst/VOCdevkit (the shared one is read-only); returns dst."""
+    shutil.copytree(FIXTURE, dst / "VOCdevkit", copy_function=shutil.copyfile)
+    for folder, _, _ in os.walk(dst):
+        os.chmod(folder, 0o755)
+    return dst
+
+
+def tree(path: Path) -> dict:
+    """Every file under path, as {relative posix path: bytes}: to assert what a command wrote."""
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}

@@ -35,3 +35,29 @@ def test_report_judges_targets(tmp_path, load_benchmark):
     assert "ours 0 + 0 vs torchvision 2 + 16" in trips and trips.endswith("| met |")
     assert next(line for line in lines if line.startswith("| RPN proposals")).endswith("| met |")
     assert "## frcnn_edu.ops vs torchvision.ops" in lines  # each report nested one level down
+
+
+OPCOUNT = """# Dispatched aten ops
+
+| backbone | mode | image | ops ours | ops torchvision | ratio (ours / tv) | of which backward, ours | torchvision |
+|---|---|---|---:|---:|---:|---:|---:|
+| tiny | train step | 600x1000 | 1,300 | 680 | 1.91 | 400 | 300 |
+
+- target, dispatched aten ops at most 2x torchvision's per training step and per inference: tiny train step 1.91x, \
+tiny inference 6.75x, vgg16 train step 70.22x, vgg16 inference 2.00x (not met)
+"""
+
+
+def test_report_judges_opcount(tmp_path, load_benchmark):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "opcount.md").write_text(OPCOUNT)
+    text = load_benchmark("report").main(["--results", str(results), "--out", str(tmp_path / "RESULTS.md")])
+    line = next(line for line in text.splitlines() if line.startswith("| dispatched aten ops"))
+    # judged again from the figures: 6.75x and 70.22x are over 2x, 2.00x is not
+    assert "| tiny train step 1.91x, tiny inference 6.75x, vgg16 train step 70.22x, vgg16 inference 2.00x |" in line
+    assert line.endswith("| not met in 2 of 4 |")
+    met = OPCOUNT.replace("6.75x", "1.50x").replace("70.22x", "1.99x").replace("(not met)", "(met)")
+    (results / "opcount.md").write_text(met)
+    text = load_benchmark("report").main(["--results", str(results), "--out", str(tmp_path / "RESULTS.md")])
+    assert next(line for line in text.splitlines() if line.startswith("| dispatched aten ops")).endswith("| met |")

@@ -1,98 +1,14 @@
-"""The model: known numbers, hand-made target cases, invariants, parity with torchvision's FasterRCNN, no host
-round-trips, clear errors, and learning (one image overfits)."""
+"""frcnn_edu.model: parity with torchvision's FasterRCNN, no host round-trips, clear errors, and learning (one
+image overfits). The stages' own cases are in test_anchors, test_rpn, test_proposals, test_head."""
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
 
 from frcnn_edu import FasterRCNN, FasterRCNNConfig
-from frcnn_edu.anchors import AnchorGenerator, base_anchors
+from frcnn_edu.instruments.syncs import HiddenSyncCounter, count_python_reads
+from frcnn_edu.instruments.twin import torchvision_twin
 from frcnn_edu.ops import box_iou
-from frcnn_edu.proposals import generate_proposals
-from frcnn_edu.rpn import label_anchors, sample_balanced
-from frcnn_edu.syncs import HiddenSyncCounter, count_python_reads
-from frcnn_edu.twin import torchvision_twin
-
-
-# ---------------------------------------------------------------- anchors
-def test_paper_anchors_known_numbers():
-    anchors = base_anchors((128, 256, 512), (0.5, 1.0, 2.0), dtype=torch.float64)
-    assert anchors.shape == (9, 4)  # FRCNN §3.3: k = 9
-    w, h = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
-    torch.testing.assert_close(w * h, torch.tensor([128.0**2, 256.0**2, 512.0**2] * 3, dtype=torch.float64))
-    torch.testing.assert_close(h / w, torch.tensor([0.5] * 3 + [1.0] * 3 + [2.0] * 3, dtype=torch.float64))
-    # hand computed: size 128, ratio 0.5 -> w = 128 / sqrt(0.5) = 181.02, h = 128 * sqrt(0.5) = 90.51
-    torch.testing.assert_close(anchors[0], torch.tensor([-64 * math.sqrt(2), -32 * math.sqrt(2),
-                                                         64 * math.sqrt(2), 32 * math.sqrt(2)], dtype=torch.float64))
-
-
-def test_anchor_grid_count_and_centres():
-    gen = AnchorGenerator((128.0, 256.0, 512.0), (0.5, 1.0, 2.0), 16)
-    anchors = gen((38, 63))  # a 600 x 1000 image at stride 16
-    assert anchors.shape == (38 * 63 * 9, 4)  # about 20000 (FRCNN §3.3: "roughly 20000 anchors")
-    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
-    assert torch.all(((centres - 8) % 16).abs() < 1e-3)  # cell centres (x + 0.5) * 16
-    # order (y, x, a): anchor index 9 * (63 * y + x) + a is centred on cell (y, x)
-    y, x = 5, 7
-    torch.testing.assert_close(centres[9 * (63 * y + x) + 4], torch.tensor([x * 16 + 8.0, y * 16 + 8.0]))
-
-
-# ---------------------------------------------------------------- RPN targets
-def _boxes(*rows):
-    return torch.tensor(rows, dtype=torch.float32)
-
-
-def test_best_anchor_is_positive_even_below_07():
-    anchors = _boxes([0, 0, 10, 10], [20, 20, 40, 40], [100, 100, 110, 110])
-    gt = _boxes([0, 0, 16, 16])[None]  # IoU with anchor 0 = 100 / 256 = 0.39 < 0.7
-    labels, matched = label_anchors(anchors, gt, torch.ones(1, 1, dtype=torch.bool),
-                                    torch.ones(1, 3, dtype=torch.bool), 0.7, 0.3)
-    assert labels.tolist() == [[1, 0, 0]]
-    assert matched[0, 0] == 0
-
-
-def test_ignored_band_and_unusable_anchors():
-    anchors = _boxes([0, 0, 10, 10], [0, 0, 10, 20], [0, 0, 10, 11])
-    gt = _boxes([0, 0, 10, 11])[None]
-    usable = torch.tensor([[True, True, False]])  # the perfect anchor is unusable (e.g. crosses the border)
-    labels, _ = label_anchors(anchors, gt, torch.ones(1, 1, dtype=torch.bool), usable, 0.7, 0.3)
-    # anchor 0: IoU 100/110 = 0.91 -> positive; anchor 1: IoU 110/200 = 0.55 -> ignored; anchor 2: unusable
-    assert labels.tolist() == [[1, -1, -1]]
-
-
-def test_image_without_objects_has_only_negatives():
-    anchors = _boxes([0, 0, 10, 10], [5, 5, 20, 20])
-    labels, _ = label_anchors(anchors, _boxes([0, 0, 1, 1])[None], torch.zeros(1, 1, dtype=torch.bool),
-                              torch.ones(1, 2, dtype=torch.bool), 0.7, 0.3)
-    assert labels.tolist() == [[0, 0]]
-
-
-def test_sampling_respects_budget_and_fraction():
-    torch.manual_seed(0)
-    labels = torch.tensor([[1] * 200 + [0] * 1000 + [-1] * 100, [1] * 3 + [0] * 1297])
-    pos, neg = sample_balanced(labels, 256, 0.5)
-    assert pos.sum(1).tolist() == [128, 3]
-    assert neg.sum(1).tolist() == [128, 253]
-    assert not (pos & (labels != 1)).any() and not (neg & (labels != 0)).any()
-
-
-# ---------------------------------------------------------------- proposals
-def test_proposals_invariants():
-    torch.manual_seed(0)
-    anchors = AnchorGenerator((32.0, 64.0), (0.5, 1.0, 2.0), 16)((10, 12))
-    objectness, deltas = torch.randn(2, anchors.shape[0]), torch.randn(2, anchors.shape[0], 4) * 0.3
-    sizes = [(160, 192), (150, 100)]
-    props = generate_proposals(anchors, objectness, deltas, sizes, 400, 50, 0.7, 2.0)
-    assert props.boxes.shape == (2, 50, 4)
-    for i, (h, w) in enumerate(sizes):
-        boxes, scores = props.boxes[i][props.valid[i]], props.scores[i][props.valid[i]]
-        assert boxes.shape[0] > 0
-        assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
-        assert (scores[:-1] >= scores[1:]).all()  # sorted by score
-        iou = box_iou(boxes, boxes).fill_diagonal_(0)
-        assert iou.max() <= 0.7  # pairwise IoU <= the NMS threshold
 
 
 # ---------------------------------------------------------------- parity with torchvision

@@ -13,22 +13,26 @@ Layout, written under ROOT (the manifest last, so a half-written folder is regen
     ROOT/VOCdevkit/VOCbuiltin/ImageSets/Main/test.txt        the next num_test ids
     ROOT/VOCdevkit/VOCbuiltin/builtin.json                   manifest: version, seed, sizes, classes
 
-Usage (from the repository root):
-    python datasets/builtin.py --root data/builtin --seed 0
-    python datasets/builtin.py --root data/builtin --preview docs/builtin_dataset.png
-Read it with frcnn_edu.data.VOCDataset("data/builtin/VOCdevkit", year="builtin", classes=BUILTIN_CLASSES),
-or make it from Python with frcnn_edu.data.make_builtin_dataset("data/builtin").
+Usage (writes into the per-user cache unless --root names a folder; see frcnn_edu.cache):
+    python -m frcnn_edu.builtin_dataset --root data/builtin --seed 0     # or: frcnn-edu builtin --root ...
+    python -m frcnn_edu.builtin_dataset --root data/builtin --preview docs/builtin_dataset.png
+From Python: make_builtin_dataset("data/builtin") (idempotent), then read it with the VOC reader:
+    frcnn_edu.voc.VOCDataset(voc_root, year="builtin", image_set="trainval", classes=BUILTIN_CLASSES)
+Its README (what it is, sizes, licences): datasets/README.md in the source checkout.
 """
 import argparse
 import json
 import shutil
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-CLASSES = ("ellipse", "rectangle", "triangle")  # labels 1, 2, 3
+from .cache import cache_path
+
+BUILTIN_CLASSES = ("ellipse", "rectangle", "triangle")  # labels 1, 2, 3
 YEAR = "builtin"            # the year folder is VOCdevkit/VOCbuiltin, so VOCDataset(..., year="builtin")
 VERSION = 2                 # bump when the drawing changes: an old folder is then regenerated
 NUM_TRAIN, NUM_TEST = 500, 200
@@ -148,7 +152,7 @@ def make_image(rng, textures: list) -> tuple:
     clutter(rng, image)
     pixels, objects = np.asarray(image, np.float32).copy(), []
     for x1, y1, x2, y2 in place_boxes(rng, h, w):
-        name = CLASSES[rng.integers(len(CLASSES))]
+        name = BUILTIN_CLASSES[rng.integers(len(BUILTIN_CLASSES))]
         mask = shape_mask(name, rng, x2 - x1, y2 - y1)
         region = pixels[y1:y2, x1:x2]  # a view: painting it paints the image
         under = region[mask].mean(axis=0)
@@ -183,7 +187,7 @@ def write_xml(path: Path, image_id: str, size: tuple, objects: list) -> None:
 
 
 def manifest(seed: int, num_train: int, num_test: int) -> dict:
-    return dict(version=VERSION, seed=seed, num_train=num_train, num_test=num_test, classes=list(CLASSES))
+    return dict(version=VERSION, seed=seed, num_train=num_train, num_test=num_test, classes=list(BUILTIN_CLASSES))
 
 
 def is_complete(root, seed: int = 0, num_train: int = NUM_TRAIN, num_test: int = NUM_TEST) -> bool:
@@ -233,7 +237,7 @@ def preview(root, out_png, count: int = 8) -> None:
         for obj in ET.parse(voc / "Annotations" / f"{image_id}.xml").findall("object"):
             name = obj.findtext("name")
             x1, y1, x2, y2 = (int(obj.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax"))
-            colour = "C" + str(CLASSES.index(name))
+            colour = "C" + str(BUILTIN_CLASSES.index(name))
             ax.add_patch(plt.Rectangle((x1 - 1, y1 - 1), x2 - x1 + 1, y2 - y1 + 1, fill=False, ec=colour, lw=1.5))
             ax.text(x1 - 1, y1 - 2, name, color="white", fontsize=6, bbox=dict(fc=colour, ec="none", pad=1))
         ax.set_title(image_id, fontsize=8)
@@ -246,20 +250,52 @@ def preview(root, out_png, count: int = 8) -> None:
     Image.open(buffer).convert("RGB").quantize(256).save(out_png, optimize=True)  # palette PNG: a few 100 KB
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--root", required=True, help="folder to write ROOT/VOCdevkit/VOCbuiltin into")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-train", type=int, default=NUM_TRAIN)
-    parser.add_argument("--num-test", type=int, default=NUM_TEST)
-    parser.add_argument("--force", action="store_true", help="regenerate even if a finished copy is there")
-    parser.add_argument("--preview", metavar="PNG", help="also save a grid of 8 trainval images with boxes")
-    args = parser.parse_args()
-    if args.force or not is_complete(args.root, args.seed, args.num_train, args.num_test):
-        generate(args.root, args.seed, args.num_train, args.num_test)
+def make_builtin_dataset(root=None, seed: int = 0, num_train: int = NUM_TRAIN, num_test: int = NUM_TEST) -> Path:
+    """Makes the built-in dataset under root (unless a finished one with these arguments is there).
+
+    Args:
+        root: the folder to write into (default: cache_path("builtin")); the images go to root/VOCdevkit/VOCbuiltin.
+        seed: everything is drawn from numpy.random.default_rng((seed, split, index)).
+        num_train, num_test: sizes of the trainval and test image sets.
+
+    Returns:
+        root/VOCdevkit, for VOCDataset(path, year="builtin", classes=BUILTIN_CLASSES). A folder without its
+        manifest (builtin.json, written last) or with other arguments is regenerated from scratch.
+    """
+    root = Path(root) if root is not None else cache_path("builtin")
+    if not is_complete(root, seed, num_train, num_test):
+        generate(root, seed, num_train, num_test)
+    return root / "VOCdevkit"
+
+
+def parser(prog: str = "python -m frcnn_edu.builtin_dataset") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    p.add_argument("--root", help=f"folder to write ROOT/VOCdevkit/VOCbuiltin into (default: {cache_path('builtin')})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-train", type=int, default=NUM_TRAIN)
+    p.add_argument("--num-test", type=int, default=NUM_TEST)
+    p.add_argument("--force", action="store_true", help="regenerate even if a finished copy is there")
+    p.add_argument("--preview", metavar="PNG", help="also save a grid of 8 trainval images with boxes")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command: exit status 0 done, 2 bad arguments (one line on stderr naming the value)."""
+    root = Path(args.root) if args.root else cache_path("builtin")
+    try:
+        if args.force:
+            generate(root, args.seed, args.num_train, args.num_test)
+        voc_root = make_builtin_dataset(root, args.seed, args.num_train, args.num_test)
+        if args.preview:
+            preview(root, args.preview)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"built-in dataset ready in {voc_root / ('VOC' + YEAR)}")
     if args.preview:
-        preview(args.root, args.preview)
+        print(f"preview written to {args.preview}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(parser().parse_args()))

@@ -1,4 +1,4 @@
-"""PASCAL VOC data: the VOCdevkit reader, the built-in shapes dataset, the paper's flip, and collate.
+"""The PASCAL VOC reader: a VOCdevkit folder as (image, target) pairs, for VOC2007, VOC2012 and the built-in dataset.
 
 Stage: the input of Faster R-CNN (arXiv:1506.01497v3 §4: PASCAL VOC 2007 and 2012). Notebooks: every notebook
 that trains or evaluates reads its images here, on the built-in dataset by default.
@@ -18,17 +18,15 @@ Frames and conventions (STYLE.md):
   ignore detections that hit them (metrics.py). Training may drop them (keep_difficult=False), as
   py-faster-rcnn does (`lib/datasets/pascal_voc.py`: config 'use_diff': False).
 
-The built-in dataset (datasets/builtin.py, its README in datasets/README.md): three shape classes on cluttered
-photo backgrounds, about 256x256, made from a seed in seconds and written in VOCdevkit layout, so it goes through
-the very same reader:
+Where the data comes from: voc_download (the official archives), voc_subset (a few classes), builtin_dataset
+(three shape classes on photo backgrounds, in this same layout):
+    from frcnn_edu.augment import RandomHorizontalFlip
+    from frcnn_edu.builtin_dataset import BUILTIN_CLASSES, make_builtin_dataset
     voc_root = make_builtin_dataset("data/builtin")          # -> data/builtin/VOCdevkit (idempotent)
     train = VOCDataset(voc_root, year="builtin", image_set="trainval", classes=BUILTIN_CLASSES,
                        transforms=RandomHorizontalFlip(0.5, torch.Generator().manual_seed(0)))
     loader = torch.utils.data.DataLoader(train, batch_size=2, shuffle=True, collate_fn=collate)
 """
-import functools
-import math
-import importlib.util
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -38,12 +36,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .voc_download import DATASETS
+
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
                "tvmonitor")  # the devkit's order (VOCinit.m): label = index + 1
-BUILTIN_CLASSES = ("ellipse", "rectangle", "triangle")  # datasets/builtin.py CLASSES (a test checks they agree)
-_BUILTIN_SCRIPT = Path(__file__).resolve().parent.parent / "datasets" / "builtin.py"
-_VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/"
+VOC_URL = "http://host.robots.ox.ac.uk/pascal/VOC/"
 
 
 def load_image(path) -> Tensor:
@@ -109,25 +107,33 @@ def parse_voc_xml(path, classes: Sequence[str] = VOC_CLASSES, skip_other_classes
                 orig_size=size)
 
 
-def _how_to_create(voc_root: Path, year: str) -> str:
+def how_to_get(devkit: Path, year: str) -> str:
+    """What to run to make devkit/VOC{year}: the one place that says it, for every error about a missing folder."""
     if year == "builtin":
-        base = voc_root.parent if voc_root.name == "VOCdevkit" else voc_root
-        return (f"create it from the repository root with `python datasets/builtin.py --root {base}` or "
-                f"frcnn_edu.data.make_builtin_dataset({str(base)!r}), then pass root={str(base / 'VOCdevkit')!r}")
-    return f"download PASCAL VOC{year} from {_VOC_URL} and extract it so that {voc_root}/VOC{year} exists"
+        base = devkit.parent if devkit.name == "VOCdevkit" else devkit
+        return (f"create it with `frcnn-edu builtin --root {base}` (or make_builtin_dataset({str(base)!r})), "
+                f"then pass root={str(base / 'VOCdevkit')!r}")
+    if f"voc{year}" in DATASETS:
+        return (f"download PASCAL VOC{year} with `frcnn-edu download voc{year} --root {devkit.parent}`, or from "
+                f"{VOC_URL} by hand, extracted so that {devkit}/VOC{year} exists")
+    return f"download PASCAL VOC{year} from {VOC_URL} and extract it so that {devkit}/VOC{year} exists"
 
 
-def _year_dir(root: Path, year: str) -> Path:
-    """root/VOC{year}, or a FileNotFoundError that says how to make it."""
-    year_dir = root / f"VOC{year}"
-    if year_dir.is_dir():
-        return year_dir
-    if (root / "VOCdevkit" / f"VOC{year}").is_dir():
-        raise FileNotFoundError(f"{year_dir} not found; did you mean root={str(root / 'VOCdevkit')!r}?")
-    raise FileNotFoundError(f"{year_dir} not found: {_how_to_create(root, year)}")
+def year_dir(devkit: Path, year: str) -> Path:
+    """devkit/VOC{year}, or a FileNotFoundError that says what is there and how to make it."""
+    devkit, path = Path(devkit), Path(devkit) / f"VOC{year}"
+    if path.is_dir():
+        return path
+    if not devkit.is_dir():
+        raise FileNotFoundError(f"{devkit} not found: {how_to_get(devkit, year)}")
+    if (devkit / "VOCdevkit" / f"VOC{year}").is_dir():
+        raise FileNotFoundError(f"{path} not found; did you mean root={str(devkit / 'VOCdevkit')!r}?")
+    there = ", ".join(sorted(p.name for p in devkit.glob("VOC*") if p.is_dir())) or "none"
+    raise FileNotFoundError(f"{path} not found: {how_to_get(devkit, year)} (year folders there: {there})")
 
 
-def _read_image_set(year_dir: Path, image_set: str) -> list:
+def read_image_set(year_dir: Path, image_set: str) -> list[str]:
+    """The image ids of VOC{year}/ImageSets/Main/{image_set}.txt, in file order."""
     path = year_dir / "ImageSets" / "Main" / f"{image_set}.txt"
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.txt") if "_" not in p.stem)  # not per-class lists
@@ -150,7 +156,7 @@ class VOCDataset(torch.utils.data.Dataset):
         transforms: a callable (image, target) -> (image, target), e.g. RandomHorizontalFlip().
         classes: class names in label order (label = index + 1).
         skip_other_classes: leave out objects of other classes (for a class subset written by
-            `python -m frcnn_edu.datasets subset`); by default they raise, which catches a wrong class list.
+            `frcnn-edu subset`); by default they raise, which catches a wrong class list.
 
     All annotations are parsed here, so a bad file fails at construction; images are only checked to exist.
     `annotations[i]` is item i's target before transforms (boxes in orig px), for evaluation without images.
@@ -166,24 +172,25 @@ class VOCDataset(torch.utils.data.Dataset):
         self.classes = tuple(classes)
         self.transforms = transforms
         if not self.root.is_dir():
-            raise FileNotFoundError(f"VOC root {self.root} not found: {_how_to_create(self.root, str(year))}")
-        self.year_dir = _year_dir(self.root, str(year))
-        self.ids = _read_image_set(self.year_dir, image_set)
+            raise FileNotFoundError(f"VOC root {self.root} not found: {how_to_get(self.root, str(year))}")
+        self.year_dir = year_dir(self.root, str(year))
+        self.ids = read_image_set(self.year_dir, image_set)
         self.annotations = [self._annotation(image_id, keep_difficult) for image_id in self.ids]
 
     def _annotation(self, image_id: str, keep_difficult: bool) -> dict:
         xml = self.year_dir / "Annotations" / f"{image_id}.xml"
         if not xml.is_file():
             raise FileNotFoundError(f"annotation {xml} not found (listed in image set {image_id!r})")
-        if not self._image_path(image_id).is_file():
-            raise FileNotFoundError(f"image {self._image_path(image_id)} not found (annotated in {xml})")
+        if not self.image_path(image_id).is_file():
+            raise FileNotFoundError(f"image {self.image_path(image_id)} not found (annotated in {xml})")
         ann = parse_voc_xml(xml, self.classes, self.skip_other_classes)
         if not keep_difficult:
             keep = ~ann["difficult"]
             ann.update(boxes=ann["boxes"][keep], labels=ann["labels"][keep], difficult=ann["difficult"][keep])
         return dict(image_id=image_id, **ann)
 
-    def _image_path(self, image_id: str) -> Path:
+    def image_path(self, image_id: str) -> Path:
+        """VOC{year}/JPEGImages/{image_id}.jpg."""
         return self.year_dir / "JPEGImages" / f"{image_id}.jpg"
 
     def __len__(self) -> int:
@@ -191,9 +198,9 @@ class VOCDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple:
         ann = self.annotations[index]
-        image = load_image(self._image_path(ann["image_id"]))
+        image = load_image(self.image_path(ann["image_id"]))
         if tuple(image.shape[1:]) != ann["orig_size"]:
-            raise ValueError(f"{self._image_path(ann['image_id'])} is {image.shape[2]}x{image.shape[1]} (WxH) but "
+            raise ValueError(f"{self.image_path(ann['image_id'])} is {image.shape[2]}x{image.shape[1]} (WxH) but "
                              f"its annotation says {ann['orig_size'][1]}x{ann['orig_size'][0]}")
         target = {k: v.clone() if isinstance(v, Tensor) else v for k, v in ann.items()}  # keep ours intact
         if self.transforms is not None:
@@ -201,102 +208,7 @@ class VOCDataset(torch.utils.data.Dataset):
         return image, target
 
 
-def hflip(image: Tensor, target: dict) -> tuple:
-    """Mirrors image [3, H, W] and target["boxes"] [G, 4] (xyxy, same px): x1' = W - x2, x2' = W - x1.
-
-    In the continuous frame pixel i, covering [i, i+1), goes to W - 1 - i, covering [W - i - 1, W - i): a box
-    edge at x goes to W - x, with no -1. Flipping twice gives the input back.
-    """
-    width = image.shape[-1]
-    x1, y1, x2, y2 = target["boxes"].unbind(dim=1)
-    boxes = torch.stack([width - x2, y1, width - x1, y2], dim=1)  # [G, 4]
-    return image.flip(-1), {**target, "boxes": boxes}
-
-
-def zoom_crop(image: Tensor, target: dict, draw: Tensor) -> tuple:
-    """Crops image [3, H, W] to a window that keeps every object whole: after the model's rescale, a zoom in.
-
-    Not in the papers (flips only): an augmentation for small datasets trained from scratch, where the tiny
-    backbone otherwise memorises the 500 built-in images (train mAP 0.95 against test 0.87). The window has
-    the image's aspect ratio and 50 to 100% of its side, is widened where needed to hold the union of the
-    objects, and sits at a random place that contains that union; boxes follow (px of the crop).
-
-    Args:
-        draw: [3] uniform numbers in [0, 1): side, x and y position (drawn by the caller, for reproducibility).
-    """
-    height, width = image.shape[-2:]
-    boxes = target["boxes"]
-    side, at_x, at_y = (float(v) for v in draw)
-    if len(boxes):
-        (ux1, uy1), (ux2, uy2) = boxes[:, :2].amin(dim=0).tolist(), boxes[:, 2:].amax(dim=0).tolist()
-    else:  # no object: any window
-        ux1 = ux2 = width / 2
-        uy1 = uy2 = height / 2
-    crop_w = max(width * (0.5 + 0.5 * side), ux2 - ux1)
-    crop_h = max(height * (0.5 + 0.5 * side), uy2 - uy1)
-    lo_x, hi_x = max(0.0, ux2 - crop_w), min(ux1, width - crop_w)  # left edges that keep the union inside
-    lo_y, hi_y = max(0.0, uy2 - crop_h), min(uy1, height - crop_h)
-    x1, y1 = math.floor(lo_x + at_x * (hi_x - lo_x)), math.floor(lo_y + at_y * (hi_y - lo_y))
-    x2, y2 = min(width, math.ceil(x1 + crop_w)), min(height, math.ceil(y1 + crop_h))
-    shift = torch.tensor([x1, y1, x1, y1], dtype=boxes.dtype)
-    return image[:, y1:y2, x1:x2], {**target, "boxes": boxes - shift}
-
-
-class RandomHorizontalFlip:
-    """Flips (image, target) with probability p: the papers' only augmentation. Fast R-CNN (arXiv:1504.08083v2
-    §2.3, mini-batch sampling): "images are horizontally flipped with probability 0.5. No other data
-    augmentation is used"; Faster R-CNN trains the same way (py-faster-rcnn: TRAIN.USE_FLIPPED = True).
-    Pass a seeded torch.Generator to make the flips reproducible; DataLoader workers each get a copy of it,
-    hence the same sequence each.
-    """
-
-    def __init__(self, p: float = 0.5, generator: Optional[torch.Generator] = None):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"RandomHorizontalFlip: p must be in [0, 1], got {p}")
-        self.p, self.generator = p, generator
-
-    def __call__(self, image: Tensor, target: dict) -> tuple:
-        if torch.rand((), generator=self.generator).item() < self.p:
-            return hflip(image, target)
-        return image, target
-
-
 def collate(batch: Sequence[tuple]) -> tuple:
     """DataLoader collate_fn: [(image, target), ...] -> ([image, ...], [target, ...]), images of any size."""
     images, targets = zip(*batch)
     return list(images), list(targets)
-
-
-@functools.lru_cache(maxsize=1)
-def _builtin_generator():
-    """datasets/builtin.py, loaded by path: it lives beside the package, in the source checkout."""
-    if not _BUILTIN_SCRIPT.is_file():
-        raise FileNotFoundError(f"{_BUILTIN_SCRIPT} not found: the built-in dataset's generator ships with the "
-                                "source checkout; install frcnn_edu from it with `pip install -e .`")
-    spec = importlib.util.spec_from_file_location("frcnn_edu_builtin_dataset", _BUILTIN_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def builtin_version() -> int:
-    """The built-in dataset generator's version: a new one draws other images from the same seed."""
-    return _builtin_generator().VERSION
-
-
-def make_builtin_dataset(root, seed: int = 0, num_train: int = 500, num_test: int = 200) -> Path:
-    """Makes the built-in dataset under root (unless a finished one with these arguments is there).
-
-    Args:
-        root: the folder to write into; the images go to root/VOCdevkit/VOCbuiltin.
-        seed: everything is drawn from numpy.random.default_rng((seed, split, index)).
-        num_train, num_test: sizes of the trainval and test image sets.
-
-    Returns:
-        root/VOCdevkit, for VOCDataset(path, year="builtin", classes=BUILTIN_CLASSES). A folder without its
-        manifest (builtin.json, written last) or with other arguments is regenerated from scratch.
-    """
-    generator = _builtin_generator()
-    if not generator.is_complete(root, seed, num_train, num_test):
-        generator.generate(root, seed, num_train, num_test)
-    return Path(root) / "VOCdevkit"

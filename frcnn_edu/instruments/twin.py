@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator as TorchvisionAnchorGenerator
 
-from .model import FasterRCNN
+from ..model import FasterRCNN
 
 
 class _Features(nn.Module):

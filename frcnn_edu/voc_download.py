@@ -1,25 +1,20 @@
-"""Real PASCAL VOC on disk: download the official archives, and write small class subsets to train on.
+"""PASCAL VOC on disk: download the official archives, check them and unpack them into a VOCdevkit folder.
 
-    python -m frcnn_edu.datasets download voc2007 --root data       # -> data/VOCdevkit/VOC2007 (trainval + test)
-    python -m frcnn_edu.datasets download voc2012 --root data       # -> data/VOCdevkit/VOC2012 (trainval)
-    python -m frcnn_edu.datasets subset --root data --classes cat,dog --max-images 300 --name catdog
-    python -m frcnn_edu.train --data voc --root data/VOCdevkit --year 2007 --classes cat,dog \
-        --image-set catdog_trainval --test-set catdog_test
+    frcnn-edu download voc2007 --root data       # -> data/VOCdevkit/VOC2007 (trainval + test)
+    frcnn-edu download voc2012 --root data       # -> data/VOCdevkit/VOC2012 (trainval)
+    python -m frcnn_edu.voc_download voc2007     # the same; without --root into the per-user cache (cache.py)
 
 Stage: the input of Faster R-CNN (arXiv:1506.01497v3 §4: VOC2007 trainval, 5k images, to train and VOC2007 test,
-5k images, to evaluate; VOC2012 trainval for "07+12"). The reader is data.VOCDataset; README "Real PASCAL VOC".
+5k images, to evaluate; VOC2012 trainval for "07+12"). The reader is voc.VOCDataset; a class subset to train on
+quickly is voc_subset's; README "Real PASCAL VOC".
 
-Download: each archive comes from the official host, then from its new name (torchvision 0.29's URLs), then from
+Each archive comes from the official host, then from its new name (torchvision 0.29's URLs), then from
 the usual mirror (pjreddie.com, the same file names), over plain urllib with a short timeout, into
 ROOT/downloads/NAME.tar.part; an interrupted download resumes there (HTTP Range). The file is checked against
 its MD5 (torchvision/datasets/voc.py's table; a mismatch deletes the file and says so), unpacked into a temporary
 folder and only then moved into ROOT/VOCdevkit, so an interrupted run never leaves a half-extracted tree. A
 marker file (ROOT/VOCdevkit/.frcnn_edu-voc2007.done) makes a second run a no-op. Offline, put the archives,
 downloaded by hand, at ROOT/downloads/NAME.tar: they are used instead of the network.
-
-Subset: a seeded, class-balanced list of images (round-robin over the chosen classes) written as
-VOC{year}/ImageSets/Main/{name}_trainval.txt and {name}_test.txt, the test images drawn from VOC2007 test when
-it is there, else held out from trainval. Nothing else is written: no annotation is changed.
 """
 from __future__ import annotations
 
@@ -27,21 +22,18 @@ import argparse
 import hashlib
 import http.client
 import os
-import random
-import re
 import shutil
 import sys
 import tarfile
 import urllib.error
 import urllib.request
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from .data import VOC_CLASSES
+from .cache import cache_path
 
 TIMEOUT_S = 10.0  # seconds per connection attempt and per read: offline, each URL fails at once (DNS) or by then
 CHUNK = 1 << 20  # bytes per read
@@ -214,12 +206,13 @@ def extract(archives: Sequence[Path], root: Path, year: str) -> Path:
     return root / "VOCdevkit" / f"VOC{year}"
 
 
-def download(dataset: str, root: str | Path = "data", timeout: float = TIMEOUT_S) -> Path:
+def download(dataset: str, root: str | Path | None = None, timeout: float = TIMEOUT_S) -> Path:
     """Makes root/VOCdevkit/VOC{year} from the official archives, unless a finished one is there (its marker).
 
     Args:
         dataset: "voc2007" (trainval and test, 911 MB) or "voc2012" (trainval, 2.0 GB).
-        root: the folder to fill: root/downloads holds the archives, root/VOCdevkit the extracted tree.
+        root: the folder to fill: root/downloads holds the archives, root/VOCdevkit the extracted tree
+            (default: cache_path("voc")).
         timeout: seconds per connection attempt and per read.
 
     Returns:
@@ -228,7 +221,7 @@ def download(dataset: str, root: str | Path = "data", timeout: float = TIMEOUT_S
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
-    root, (year, names) = Path(root), DATASETS[dataset]
+    root, (year, names) = Path(root) if root is not None else cache_path("voc"), DATASETS[dataset]
     year_dir, marker = root / "VOCdevkit" / f"VOC{year}", root / "VOCdevkit" / f".frcnn_edu-{dataset}.done"
     if marker.is_file() and year_dir.is_dir():
         _say(f"{year_dir} is already there ({marker} exists; delete it to extract again)")
@@ -249,171 +242,20 @@ def download(dataset: str, root: str | Path = "data", timeout: float = TIMEOUT_S
     return year_dir
 
 
-# ---- Subset: a balanced, seeded list of images of a few classes ----
-
-def _year_dir(root: Path, year: str) -> Path:
-    """root/VOCdevkit/VOC{year} (root may also be the VOCdevkit folder itself), or a FileNotFoundError."""
-    devkit = root / "VOCdevkit" if (root / "VOCdevkit").is_dir() or root.name != "VOCdevkit" else root
-    if not devkit.is_dir():
-        raise FileNotFoundError(f"{devkit} not found: {_how_to_get(year, root)}")
-    year_dir = devkit / f"VOC{year}"
-    if not year_dir.is_dir():
-        there = ", ".join(sorted(p.name for p in devkit.glob("VOC*") if p.is_dir())) or "none"
-        raise FileNotFoundError(f"{year_dir} not found (year folders there: {there}); "
-                                f"{_how_to_get(year, devkit.parent)}")
-    return year_dir
-
-
-def _how_to_get(year: str, root: Path) -> str:
-    if f"voc{year}" in DATASETS:
-        return f"download it with `python -m frcnn_edu.datasets download voc{year} --root {root}`"
-    return f"extract VOC{year} there by hand (this tool downloads {', '.join(DATASETS)})"
-
-
-def _image_ids(year_dir: Path, image_set: str) -> list[str]:
-    path = year_dir / "ImageSets" / "Main" / f"{image_set}.txt"
-    if not path.is_file():
-        raise FileNotFoundError(f"image set {path} not found")
-    return sorted(set(path.read_text().split()))
-
-
-def object_classes(year_dir: Path, image_id: str) -> set[str]:
-    """The class names of the <object>s of Annotations/{image_id}.xml (direct children: not a person's parts)."""
-    path = year_dir / "Annotations" / f"{image_id}.xml"
-    try:
-        root = ET.parse(path).getroot()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"annotation {path} not found (listed in an image set)") from None
-    except ET.ParseError as error:
-        raise ValueError(f"{path}: malformed XML ({error})") from None
-    return {(obj.findtext("name") or "").strip() for obj in root.findall("object")}
-
-
-def balanced_order(ids: Sequence[str], classes_of: dict, classes: Sequence[str], seed: int) -> list[str]:
-    """The images that hold at least one of `classes`, in round-robin order over the classes.
-
-    Each class's images are shuffled by (seed, class name); then class 1 gives its next image not yet taken,
-    then class 2, and so on, until every list is used up. Any prefix of the result is balanced: its images
-    are spread as evenly over the classes as the data allow (an image with two classes counts once).
-    """
-    queues = []
-    for name in classes:
-        queue = sorted(i for i in ids if name in classes_of[i])
-        random.Random(f"{seed}:{name}").shuffle(queue)
-        queues.append(queue)
-    order, taken = [], set()
-    while any(queues):
-        for queue in queues:
-            while queue and queue[0] in taken:
-                queue.pop(0)
-            if queue:
-                taken.add(queue[0])
-                order.append(queue.pop(0))
-    return order
-
-
-def hold_out(order: Sequence[str], max_images: int, max_test: int) -> tuple[list[str], list[str]]:
-    """Splits the first max_images + max_test images of a balanced order, every k-th to test, so that both
-    parts stay balanced: (trainval ids, test ids), in the proportion max_images : max_test."""
-    head, share = order[: max_images + max_test], max_test / (max_images + max_test)
-    to_test = [int((k + 1) * share) > int(k * share) for k in range(len(head))]
-    return [i for i, t in zip(head, to_test) if not t], [i for i, t in zip(head, to_test) if t]
-
-
-def _check_subset_args(classes: Sequence[str], name: str, max_images: int, max_test: int) -> None:
-    for c in classes:
-        if c not in VOC_CLASSES:
-            raise ValueError(f"--classes: {c!r} is not a PASCAL VOC class; the classes are {', '.join(VOC_CLASSES)}")
-    if not classes or len(set(classes)) != len(classes):
-        raise ValueError(f"--classes must name distinct classes, got {','.join(classes)!r}")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", name) or name in VOC_CLASSES:
-        raise ValueError(f"--name must be letters, digits and '-' and not a VOC class name (VOC's own "
-                         f"{{class}}_trainval.txt lists are there), got {name!r}")
-    if max_images < 1 or max_test < 1:
-        raise ValueError(f"--max-images and --max-test must be >= 1, got {max_images} and {max_test}")
-
-
-def _write_list(path: Path, ids: Sequence[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{i}\n" for i in sorted(ids)))
-    os.replace(tmp, path)
-
-
-def subset(root: str | Path, classes: Sequence[str], name: str, max_images: int = 300, max_test: int = 0,
-           year: str = "2007", seed: int = 0) -> dict:
-    """Writes VOC{year}/ImageSets/Main/{name}_trainval.txt and {name}_test.txt: images of `classes` only.
-
-    Args:
-        root: the folder holding VOCdevkit (as for `download`), or the VOCdevkit folder itself.
-        classes: VOC class names; images none of whose objects is of these classes are left out.
-        name: the lists' prefix: letters, digits, '-'; not a class name (VOC's own {class}_*.txt lists).
-        max_images, max_test: at most this many images in each list (max_test 0: as many as max_images).
-        year: the year folder; its test.txt (VOC2007 test) gives the test images when present, else a part of
-            trainval is held out: the first max_images + max_test of the balanced order, every k-th to test.
-        seed: for the shuffles of balanced_order.
-
-    Returns:
-        dict(trainval=Path, test=Path, test_source=str, counts={split: {class: images holding it}},
-        overlap=number of images in both lists (0 for real VOC; the test fixture lists the same images twice)).
-    """
-    classes, max_test = list(classes), max_test or max_images
-    _check_subset_args(classes, name, max_images, max_test)
-    year_dir = _year_dir(Path(root), str(year))
-    trainval = _image_ids(year_dir, "trainval")
-    has_test = (year_dir / "ImageSets" / "Main" / "test.txt").is_file()
-    test = _image_ids(year_dir, "test") if has_test else []
-    classes_of = {i: object_classes(year_dir, i) for i in sorted(set(trainval) | set(test))}
-    order = balanced_order(trainval, classes_of, classes, seed)
-    if has_test:
-        train_ids, test_ids = order[:max_images], balanced_order(test, classes_of, classes, seed)[:max_test]
-        source = f"VOC{year} test"
-    else:
-        train_ids, test_ids = hold_out(order, max_images, max_test)
-        source = f"held out from VOC{year} trainval (there is no {year_dir / 'ImageSets/Main/test.txt'})"
-    for split, ids in (("trainval", train_ids), ("test", test_ids)):
-        if not ids:
-            pool = "test" if split == "test" and has_test else "trainval"
-            raise ValueError(f"empty subset: no image of {year_dir}/ImageSets/Main/{pool}.txt is left for {split} "
-                             f"with an object of class {', '.join(classes)}")
-    main = year_dir / "ImageSets" / "Main"
-    paths = dict(trainval=main / f"{name}_trainval.txt", test=main / f"{name}_test.txt")
-    _write_list(paths["trainval"], train_ids)
-    _write_list(paths["test"], test_ids)
-    counts = {split: {c: sum(c in classes_of[i] for i in ids) for c in classes}
-              for split, ids in (("trainval", train_ids), ("test", test_ids))}
-    overlap = len(set(train_ids) & set(test_ids))
-    return dict(**paths, test_source=source, counts=counts, overlap=overlap)
-
-
 # ---- Command line ----
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m frcnn_edu.datasets", description=__doc__.split("\n\n")[0])
-    commands = p.add_subparsers(dest="command", required=True)
-    d = commands.add_parser("download", help="download and extract PASCAL VOC into ROOT/VOCdevkit")
-    d.add_argument("dataset", choices=sorted(DATASETS))
-    d.add_argument("--root", default="data", help="folder for downloads/ and VOCdevkit/ (default: data)")
-    d.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per connection attempt and read")
-    s = commands.add_parser("subset", help="write a balanced {name}_trainval.txt / {name}_test.txt of a few classes")
-    s.add_argument("--root", default="data", help="the folder holding VOCdevkit, or VOCdevkit itself")
-    s.add_argument("--classes", required=True, help="comma-separated VOC class names, e.g. cat,dog")
-    s.add_argument("--name", required=True, help="prefix of the two lists, e.g. catdog")
-    s.add_argument("--max-images", type=int, default=300, help="trainval images at most (default 300)")
-    s.add_argument("--max-test", type=int, default=0, help="test images at most (default: --max-images)")
-    s.add_argument("--year", default="2007")
-    s.add_argument("--seed", type=int, default=0)
+def parser(prog: str = "python -m frcnn_edu.voc_download") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("dataset", choices=sorted(DATASETS))
+    p.add_argument("--root", help=f"folder for downloads/ and VOCdevkit/ (default: {cache_path('voc')})")
+    p.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per connection attempt and read")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Exit status: 0 done, 1 download failed (network, checksum), 2 bad input, 130 interrupted."""
-    args = _parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 done, 1 download failed (network, checksum, disk), 2 bad input, 130 interrupted."""
     try:
-        if args.command == "download":
-            download(args.dataset, args.root, args.timeout)
-            return 0
-        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-        result = subset(args.root, classes, args.name, args.max_images, args.max_test, args.year, args.seed)
+        download(args.dataset, args.root, args.timeout)
     except DownloadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -426,18 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    for split in ("trainval", "test"):
-        counts = result["counts"][split]
-        print(f"wrote {result[split]}: {len(Path(result[split]).read_text().split())} images "
-              f"({', '.join(f'{c} {n}' for c, n in counts.items())})")
-    print(f"test images: {result['test_source']}")
-    if result["overlap"]:
-        print(f"warning: {result['overlap']} test images are also in {result['trainval'].name}")
-    year_dir = Path(result["trainval"]).parents[2]
-    print(f"train with: python -m frcnn_edu.train --data voc --root {year_dir.parent} --year {args.year} "
-          f"--classes {','.join(classes)} --image-set {args.name}_trainval --test-set {args.name}_test")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(parser().parse_args()))
