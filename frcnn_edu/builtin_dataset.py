@@ -279,23 +279,18 @@ def parser(prog: str = "python -m frcnn_edu.builtin_dataset") -> argparse.Argume
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    """The command: exit status 0 done, 2 bad arguments (one line on stderr naming the value)."""
+def command(args: argparse.Namespace) -> None:
+    """`frcnn-edu builtin`: makes the dataset (and its preview) and says where; errors become exit statuses."""
     root = Path(args.root) if args.root else cache_path("builtin")
-    try:
-        if args.force:
-            generate(root, args.seed, args.num_train, args.num_test)
-        voc_root = make_builtin_dataset(root, args.seed, args.num_train, args.num_test)
-        if args.preview:
-            preview(root, args.preview)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.force:
+        generate(root, args.seed, args.num_train, args.num_test)
+    voc_root = make_builtin_dataset(root, args.seed, args.num_train, args.num_test)
     print(f"built-in dataset ready in {voc_root / ('VOC' + YEAR)}")
     if args.preview:
+        preview(root, args.preview)
         print(f"preview written to {args.preview}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run(parser().parse_args()))
+    from .cli import main
+    sys.exit(main(["builtin", *sys.argv[1:]]))

@@ -5,8 +5,11 @@
     frcnn-edu download ...   download PASCAL VOC                      (python -m frcnn_edu.voc_download)
     frcnn-edu subset ...     write a class-balanced VOC subset        (python -m frcnn_edu.voc_subset)
 
-`python -m frcnn_edu ...` is the same command. Each subcommand has --help; a bad value is one line on stderr
-naming it, with exit status 2. Without a folder argument, what they write goes into the per-user cache (cache.py).
+`python -m frcnn_edu ...` is the same command, and so is `python -m frcnn_edu.<module>`. Each subcommand has
+--help. Errors are one line on stderr naming the bad value or file, never a traceback; the exit status says what
+failed: 0 done, 1 the work failed (a download, the disk, weights that cannot be fetched), 2 bad input (an argument,
+a missing or malformed file), 130 interrupted. Without a folder argument, what they write goes into the per-user
+cache (cache.py).
 """
 from __future__ import annotations
 
@@ -15,26 +18,39 @@ import sys
 
 from . import builtin_dataset, train, voc_download, voc_subset
 
-COMMANDS = {  # name -> (module with parser(prog) and its runner, runner, one-line help)
-    "train": (train, train.run_command, "train and evaluate a detector"),
-    "builtin": (builtin_dataset, builtin_dataset.run, "generate the built-in dataset"),
-    "download": (voc_download, voc_download.run, "download and extract PASCAL VOC"),
-    "subset": (voc_subset, voc_subset.run, "write a class-balanced subset of a few VOC classes"),
+COMMANDS = {  # name -> (module with parser(prog) and command(args), one-line help)
+    "train": (train, "train and evaluate a detector"),
+    "builtin": (builtin_dataset, "generate the built-in dataset"),
+    "download": (voc_download, "download and extract PASCAL VOC"),
+    "subset": (voc_subset, "write a class-balanced subset of a few VOC classes"),
 }
 
 
 def parser(prog: str = "frcnn-edu") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     commands = p.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
-    for name, (module, _, summary) in COMMANDS.items():
+    for name, (module, summary) in COMMANDS.items():
         sub = module.parser(f"{prog} {name}")
         commands.add_parser(name, parents=[sub], add_help=False, help=summary, description=sub.description)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one subcommand; returns its exit status (see the module docstring)."""
     args = parser().parse_args(argv)
-    return COMMANDS[args.command][1](args)
+    try:
+        COMMANDS[args.command][0].command(args)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to continue (a download resumes; training with --resume)",
+              file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError) as error:  # checked first: FileNotFoundError is an OSError too
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as error:  # a download, the disk, pretrained weights offline
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -384,24 +384,16 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     return train_args(parser().parse_args(argv))
 
 
-def run_command(ns: argparse.Namespace) -> int:
-    """The command: exit status 0 done, 1 a runtime failure, 2 bad input (one line naming it), 130 interrupted."""
-    try:
-        metrics = run(train_args(ns))
-    except KeyboardInterrupt:
-        return 130
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except RuntimeError as error:  # e.g. pretrained weights that cannot be downloaded offline
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+def command(ns: argparse.Namespace) -> None:
+    """`frcnn-edu train`: trains, evaluates and prints the headline metrics as one JSON line."""
+    metrics = run(train_args(ns))
     print(json.dumps({k: metrics[k] for k in ("map", "map_area", "train_seconds", "iterations")}))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(parser().parse_args(argv))
+    """`python -m frcnn_edu.train ...`, the same as `frcnn-edu train ...`: returns the exit status."""
+    from .cli import main as cli_main  # cli imports this module: import it only when run
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

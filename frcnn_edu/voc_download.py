@@ -252,24 +252,11 @@ def parser(prog: str = "python -m frcnn_edu.voc_download") -> argparse.ArgumentP
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    """Exit status: 0 done, 1 download failed (network, checksum, disk), 2 bad input, 130 interrupted."""
-    try:
-        download(args.dataset, args.root, args.timeout)
-    except DownloadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # disk full, permissions: name the path, skip the traceback
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    return 0
+def command(args: argparse.Namespace) -> None:
+    """`frcnn-edu download`: its errors become exit statuses in cli.main (1 for a failed download)."""
+    download(args.dataset, args.root, args.timeout)
 
 
 if __name__ == "__main__":
-    sys.exit(run(parser().parse_args()))
+    from .cli import main
+    sys.exit(main(["download", *sys.argv[1:]]))

@@ -158,17 +158,10 @@ def parser(prog: str = "python -m frcnn_edu.voc_subset") -> argparse.ArgumentPar
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    """Exit status: 0 done, 2 bad input (one line on stderr naming it), 1 a disk error."""
+def command(args: argparse.Namespace) -> None:
+    """`frcnn-edu subset`: writes the lists and says what they hold; errors become exit statuses in cli.main."""
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-    try:
-        result = subset(args.root, classes, args.name, args.max_images, args.max_test, args.year, args.seed)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # disk full, permissions: name the path, skip the traceback
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    result = subset(args.root, classes, args.name, args.max_images, args.max_test, args.year, args.seed)
     for split in ("trainval", "test"):
         counts = result["counts"][split]
         print(f"wrote {result[split]}: {len(Path(result[split]).read_text().split())} images "
@@ -179,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
     year_dir = Path(result["trainval"]).parents[2]
     print(f"train with: frcnn-edu train --data voc --root {year_dir.parent} --year {args.year} "
           f"--classes {','.join(classes)} --image-set {args.name}_trainval --test-set {args.name}_test")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run(parser().parse_args()))
+    from .cli import main
+    sys.exit(main(["subset", *sys.argv[1:]]))
