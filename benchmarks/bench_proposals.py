@@ -44,6 +44,7 @@ from bench_ops import benchmark_parser, median_ms, start, write_report  # noqa: 
 
 from frcnn_edu import FasterRCNN, FasterRCNNConfig  # noqa: E402
 from frcnn_edu.builtin_dataset import BUILTIN_CLASSES, make_builtin_dataset  # noqa: E402
+from frcnn_edu.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from frcnn_edu.course import course_model  # noqa: E402
 from frcnn_edu.ops import box_iou  # noqa: E402
 from frcnn_edu.proposals import generate_proposals  # noqa: E402
@@ -150,16 +151,10 @@ def rpn_proposals(model: FasterRCNN, image: Tensor, count: int) -> Tensor:
     return boxes_to_original(boxes, sizes[0], tuple(image.shape[-2:]))
 
 
-def load_checkpoint(path: Path, device: torch.device) -> tuple[FasterRCNN, str]:
+def trained_model(path: Path, device: torch.device) -> tuple[FasterRCNN, str]:
     """The model of a run folder's checkpoint.pt, as frcnn_edu.train writes it, in eval mode, and its backbone."""
-    if not path.is_file():
-        raise FileNotFoundError(f"--checkpoint {path} not found; train one with `python -m frcnn_edu.train --data voc "
-                                f"--root data/VOCdevkit --out runs/voc` and pass runs/voc/checkpoint.pt")
-    state = torch.load(path, map_location=device, weights_only=False)
-    config = FasterRCNNConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
-    model = FasterRCNN(state["num_classes"], state["backbone"], config)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), state["backbone"]
+    state = load_checkpoint(path, device)
+    return model_from_checkpoint(state, device), state["backbone"]
 
 
 # ---- timing ----
@@ -345,7 +340,7 @@ def main(argv: list[str] | None = None) -> str:
             recall_lines.append(recall_row("VOC photos", f"selective search, {mode}",
                                            to_original(ss[mode][1], images, photos), truths[: len(ss[mode][1])]))
         if args.checkpoint is not None:
-            model, backbone = load_checkpoint(args.checkpoint, device)
+            model, backbone = trained_model(args.checkpoint, device)
             name = f"RPN, {backbone}, trained ({args.checkpoint})"
             recall_lines.append(recall_row("VOC photos", name,
                                            [rpn_proposals(model, p.image.to(device), max(KS)) for p in photos], truths))

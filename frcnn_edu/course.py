@@ -14,6 +14,7 @@ import torch
 
 from .builtin_dataset import BUILTIN_CLASSES
 from .cache import cache_path
+from .checkpoint import load_checkpoint
 from .model import FasterRCNN
 from .train import InMemory, Trainer, TrainArgs, build_model, load_split
 
@@ -36,7 +37,7 @@ def course_model(iterations: int = 800, run_dir: str | Path | None = None,
     model = build_model(args, len(BUILTIN_CLASSES) + 1)
     trainer = Trainer(args, model, InMemory(load_split(args, args.image_set)))
     checkpoint = run_dir / "checkpoint.pt"
-    cached = torch.load(checkpoint, weights_only=False) if checkpoint.exists() else {}
+    cached = load_checkpoint(checkpoint) if checkpoint.exists() else {}
     if cached.get("recipe") == trainer.recipe() and cached.get("iteration") == iterations:
         try:
             trainer.load()  # the finished run with this recipe, unless the model configuration changed since

@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from .augment import hflip, zoom_crop
 from .builtin_dataset import BUILTIN_CLASSES, make_builtin_dataset
 from .builtin_dataset import VERSION as BUILTIN_VERSION
 from .cache import cache_path
+from .checkpoint import load_checkpoint, save_atomic
 from .config import FasterRCNNConfig
 from .metrics import voc_map
 from .model import FasterRCNN
@@ -164,13 +164,6 @@ def run_folder(args: TrainArgs) -> Path:
     return Path(args.out) if args.out else cache_path("runs", "train")
 
 
-def save_atomic(state: dict, path: Path) -> None:
-    """Write to a temporary file, then rename: a crash mid-write never leaves a broken checkpoint."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 class Trainer:
     """The training loop with progress, logging, checkpoints, resume and a time budget."""
 
@@ -208,7 +201,7 @@ class Trainer:
         """Continue from checkpoint.pt; refuse one made with another model configuration."""
         if not self.checkpoint_path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path}")
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        state = load_checkpoint(self.checkpoint_path, self.device)
         mine = dict(config=asdict(self.model.config), num_classes=self.model.num_classes, backbone=self.args.backbone,
                     classes=list(class_names(self.args)))
         for key, value in mine.items():
