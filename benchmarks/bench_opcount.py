@@ -30,8 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import QUICK_TOP_N, build, inputs, same_work_config  # noqa: E402
 from bench_ops import benchmark_parser, median_ms, start, write_report  # noqa: E402
 
-import frcnn_edu.model as model_module  # noqa: E402
-from frcnn_edu import FasterRCNNConfig  # noqa: E402
+from frcnn_edu import FasterRCNN, FasterRCNNConfig  # noqa: E402
 
 TARGET = 2.0  # issue 13: at most 2x torchvision's ops per training step and per inference
 PARITY = dict(rpn_min_size=1e-3, rpn_ignore_cross_boundary=False, roi_bg_iou_thresh_lo=0.0)  # see twin.py
@@ -143,22 +142,15 @@ def train_fn(model, images, targets) -> Callable[[], dict]:
     return step
 
 
-def fixed_size_detections(*args) -> tuple[torch.Tensor, ...]:
-    """A stand-in for model.py's postprocess: the fixed-size tensors it is handed (boxes [N, D, 4], scores,
-    labels, valid [N, D], whatever its signature), where postprocess would build the ragged per-image lists."""
-    return tuple(a for a in args if isinstance(a, torch.Tensor))
-
-
 def detections_fn(model, images) -> Callable[[], object]:
-    """Inference up to the fixed-size detections: postprocess, whose one nonzero per image (a host read) builds the
-    ragged output lists, cannot be captured, so it is swapped for fixed_size_detections during the call."""
+    """Inference: ours up to its fixed-size detections (model.detect_padded: no host read, so it can be captured;
+    forward adds the ragged per-image lists, one nonzero per image), torchvision's as it is (ragged lists)."""
     def run():
-        original, model_module.postprocess = model_module.postprocess, fixed_size_detections
-        try:
-            with torch.no_grad():
-                return model(images)
-        finally:
-            model_module.postprocess = original
+        with torch.no_grad():
+            if isinstance(model, FasterRCNN):
+                detections = model.detect_padded(images)
+                return detections.boxes, detections.scores, detections.labels, detections.valid
+            return model(images)
     return run
 
 

@@ -16,16 +16,19 @@ Notebook: 01_from_rcnn_to_faster_rcnn, 06_fast_rcnn_head.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
 from .anchors import AnchorGenerator
 from .backbone import build_backbone
 from .config import FasterRCNNConfig
-from .head import FastRCNNPredictor, head_loss, pool_rois, postprocess_detections, roi_targets
+from .head import Detections, FastRCNNPredictor, head_loss, pool_rois, postprocess_detections, roi_targets
 from .proposals import generate_proposals
 from .rpn import RPNHead, anchor_targets, rpn_loss
-from .transform import check_metadata, check_values, pad_targets, postprocess, prepare_images
+from .transform import (boxes_to_original_batch, check_metadata, check_values, pad_targets, postprocess,
+                        prepare_images)
 
 
 class FasterRCNN(nn.Module):
@@ -59,12 +62,31 @@ class FasterRCNN(nn.Module):
         """Train mode: dict of the four losses. Eval mode: list of {boxes [D, 4] orig px, labels [D], scores [D]}."""
         return self.forward_trace(images, targets)[0]
 
+    def detect_padded(self, images: list[Tensor]) -> Detections:
+        """Eval mode's detections with fixed shapes and no host read at all (for CUDA graphs and torch.export).
+
+        Returns:
+            Detections: boxes [N, D, 4] xyxy orig px, scores [N, D], labels [N, D] int64 (1..L-1) and valid [N, D]
+            bool (D = config.box_detections_per_img), sorted by decreasing score, the valid ones first. forward()
+            returns the same detections as torchvision's per-image lists (transform.postprocess).
+        """
+        if self.training:
+            raise ValueError("detect_padded needs eval mode: call model.eval() first")
+        return self._forward(images, None, {})
+
     def forward_trace(self, images: list[Tensor], targets: list[dict] | None = None) -> tuple[object, dict]:
         """forward, plus a dict of every intermediate (see the keys set below), for teaching and debugging.
 
         In train mode this is a training forward: batch norm layers update their running statistics, so
         inspect a copy (copy.deepcopy(model)) to leave a trained model as it was.
         """
+        trace = {}
+        output = self._forward(images, targets, trace)
+        return (output if self.training else postprocess(output.boxes, output.scores, output.labels, output.valid),
+                trace)
+
+    def _forward(self, images: list[Tensor], targets: list[dict] | None, trace: dict) -> dict | Detections:
+        """The pipeline: the losses in train mode, fixed-size detections in orig px in eval mode; fills `trace`."""
         check_metadata(images, targets, self.training)
         if targets is not None and self.check_inputs:
             check_values(targets, self.num_classes)
@@ -81,11 +103,11 @@ class FasterRCNN(nn.Module):
             cfg.rpn_pre_nms_top_n_test, cfg.rpn_post_nms_top_n_test)
         proposals = generate_proposals(anchors, objectness, rpn_deltas, batch.image_sizes, *top_n,
                                        cfg.rpn_nms_thresh, cfg.rpn_min_size)
-        trace = dict(batch=batch, features=features, anchors=anchors, objectness=objectness,
-                     rpn_deltas=rpn_deltas, proposals=proposals)
+        trace.update(batch=batch, features=features, anchors=anchors, objectness=objectness, rpn_deltas=rpn_deltas,
+                     proposals=proposals)
         if self.training:
-            return self._losses(features, anchors, objectness, rpn_deltas, proposals, batch, targets, trace), trace
-        return self._detect(features, proposals, batch, trace), trace
+            return self._losses(features, anchors, objectness, rpn_deltas, proposals, batch, targets, trace)
+        return self._detect(features, proposals, batch, trace)
 
     def _pool_and_classify(self, features: Tensor, rois: Tensor, trace: dict) -> tuple[Tensor, Tensor]:
         cfg = self.config
@@ -114,11 +136,11 @@ class FasterRCNN(nn.Module):
         return dict(loss_objectness=loss_objectness, loss_rpn_box_reg=loss_rpn_box,
                     loss_classifier=loss_classifier, loss_box_reg=loss_box)
 
-    def _detect(self, features, proposals, batch, trace) -> list[dict]:
+    def _detect(self, features, proposals, batch, trace) -> Detections:
         cfg = self.config
         class_logits, box_deltas = self._pool_and_classify(features, proposals.boxes, trace)
         det = postprocess_detections(class_logits, box_deltas, proposals.boxes, proposals.valid, batch.image_sizes,
                                      cfg.box_coder_weights, cfg.box_score_thresh, cfg.box_nms_thresh,
                                      cfg.box_detections_per_img, cfg.box_min_size)
-        trace.update(detections=det)
-        return postprocess(det.boxes, det.scores, det.labels, det.valid, batch.image_sizes, batch.original_sizes)
+        trace.update(detections=det)  # image px
+        return replace(det, boxes=boxes_to_original_batch(det.boxes, batch.image_sizes, batch.original_sizes))

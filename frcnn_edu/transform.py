@@ -192,21 +192,34 @@ def pad_targets(targets: list[dict], device: torch.device) -> tuple[Tensor, Tens
     return boxes, labels, valid
 
 
-def postprocess(boxes: Tensor, scores: Tensor, labels: Tensor, valid: Tensor, image_sizes: list[tuple[int, int]],
-                original_sizes: list[tuple[int, int]]) -> list[dict]:
-    """Fixed-size detections (image px) -> torchvision's ragged per-image dicts in orig px: the way back out.
+def boxes_to_original_batch(boxes: Tensor, image_sizes: list[tuple[int, int]],
+                            original_sizes: list[tuple[int, int]]) -> Tensor:
+    """Fixed-size boxes of a batch from image px back to orig px, image by image (Python scales: no host read).
 
     Args:
-        boxes: [N, D, 4] xyxy, image px. scores: [N, D]. labels: [N, D] int64. valid: [N, D] bool, the valid
-            ones first (sorted by score). image_sizes, original_sizes: N (h, w) Python ints.
+        boxes: [N, D, 4] xyxy, image px. image_sizes, original_sizes: N (h, w) Python ints.
 
     Returns:
-        N dicts of boxes [D_i, 4] xyxy orig px, labels [D_i], scores [D_i]. The one place the count of
-        detections must be known on the host: one nonzero per image (a device read).
+        [N, D, 4] xyxy, orig px.
+    """
+    return torch.stack([boxes_to_original(b, size, original)
+                        for b, size, original in zip(boxes, image_sizes, original_sizes)])
+
+
+def postprocess(boxes: Tensor, scores: Tensor, labels: Tensor, valid: Tensor) -> list[dict]:
+    """Fixed-size detections -> torchvision's ragged per-image dicts: the last step out of the model.
+
+    Args:
+        boxes: [N, D, 4] xyxy, orig px. scores: [N, D]. labels: [N, D] int64. valid: [N, D] bool, the valid
+            ones first (sorted by score).
+
+    Returns:
+        N dicts of boxes [D_i, 4], labels [D_i], scores [D_i]. The one place the count of detections must be
+        known on the host: one nonzero per image (a device read). model.detect_padded skips it.
     """
     results = []
     for i in range(boxes.shape[0]):
         keep = valid[i].nonzero().squeeze(1)
-        results.append(dict(boxes=boxes_to_original(boxes[i].index_select(0, keep), image_sizes[i], original_sizes[i]),
-                            labels=labels[i].index_select(0, keep), scores=scores[i].index_select(0, keep)))
+        results.append(dict(boxes=boxes[i].index_select(0, keep), labels=labels[i].index_select(0, keep),
+                            scores=scores[i].index_select(0, keep)))
     return results

@@ -5,10 +5,10 @@ torch.cuda.CUDAGraph each, replayed on new data copied into the captured (static
 calls; torch.compile(mode="reduce-overhead") (Inductor's CUDA graphs) agrees too; and a training step raises
 nothing under torch.cuda.set_sync_debug_mode("error"). These skip cleanly without CUDA.
 
-What inference captures: model(images) ends in model.py's `postprocess`, which builds torchvision's ragged
-per-image lists with one nonzero per image, a host read that no graph can hold. The tests swap it for
-bench_opcount.fixed_size_detections, which returns the fixed-size tensors postprocess is handed (boxes
-[N, D, 4], scores, labels, valid [N, D]): the graph covers everything before the ragged step, which stays eager.
+What inference captures: model(images) ends in transform.postprocess, which builds torchvision's ragged
+per-image lists with one nonzero per image, a host read that no graph can hold. The graph holds
+model.detect_padded(images) instead: the same detections with fixed shapes (boxes [N, D, 4], scores, labels,
+valid [N, D]); the ragged step, if wanted, stays eager.
 
 The recipe is torch.cuda.graph's documented whole-network capture (bench_opcount.capture): warm up on a side
 stream, zero_grad(set_to_none=True) so the backward allocates the gradients from the graph's pool, capture, then
@@ -23,7 +23,6 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import frcnn_edu.model as model_module
 from frcnn_edu import FasterRCNN, FasterRCNNConfig
 from frcnn_edu.instruments.syncs import HiddenSyncCounter
 
@@ -105,16 +104,15 @@ def test_static_inputs_carry_new_data():
         torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
 
 
-def test_no_host_read_in_step_or_fixed_size_inference(load_benchmark, monkeypatch):
-    """A capture fails on a host read: none in a training step, none in an inference before postprocess."""
-    monkeypatch.setattr(model_module, "postprocess", load_benchmark("bench_opcount").fixed_size_detections)
+def test_no_host_read_in_step_or_fixed_size_inference(load_benchmark):
+    """A capture fails on a host read: none in a training step, none in model.detect_padded."""
+    infer = load_benchmark("bench_opcount").detections_fn
     model, optimizer = build(torch.device("cpu"))
     images, targets = batch(torch.device("cpu"), seed=0)
     with HiddenSyncCounter() as hidden:
         training_step(model, optimizer, images, targets)()
         model.eval()
-        with torch.no_grad():
-            detections = model(images)
+        detections = infer(model, images)()
     assert hidden.ops == []
     assert len({t.shape[:2] for t in detections}) == 1 and detections[0].shape[0] == 1  # all [N, D, ...], N = 1
 
@@ -162,30 +160,23 @@ def test_training_step_graph_replays_as_eager(load_benchmark):
 
 @pytest.mark.cuda
 @needs_cuda
-def test_inference_graph_replays_as_eager(load_benchmark, monkeypatch):
+def test_inference_graph_replays_as_eager(load_benchmark):
     bench = load_benchmark("bench_opcount")
-    monkeypatch.setattr(model_module, "postprocess", bench.fixed_size_detections)
     device = torch.device("cuda")
     model, _optimizer = build(device)
     model.eval()
     images, _targets = batch(device, seed=0)
-
-    def infer():
-        with torch.no_grad():
-            return model(images)
-
-    graph, detections = bench.capture(infer)
+    graph, detections = bench.capture(bench.detections_fn(model, images))
     new_images, _targets = batch(device, seed=1)
     load(images, [], new_images, [])
     graph.replay()
-    with torch.no_grad():
-        expected = model(new_images)
+    expected = bench.detections_fn(model, new_images)()
     torch.testing.assert_close(detections, expected, **CLOSE)
 
 
 @pytest.mark.cuda
 @needs_cuda
-def test_reduce_overhead_compile_matches_eager(load_benchmark, monkeypatch):
+def test_reduce_overhead_compile_matches_eager():
     """torch.compile(mode="reduce-overhead") records CUDA graphs (on the 2nd call) and replays them (3rd on).
 
     fallback_random makes Inductor draw torch.rand as eager does, so both sample the same anchors and RoIs.
@@ -204,13 +195,14 @@ def test_reduce_overhead_compile_matches_eager(load_benchmark, monkeypatch):
             expected = seeded(lambda: reference(images, targets), seed=call)
             sum(expected.values()).backward()
             torch.testing.assert_close({k: v.clone() for k, v in losses.items()}, expected, **CLOSE)
-        monkeypatch.setattr(model_module, "postprocess", load_benchmark("bench_opcount").fixed_size_detections)
         model.eval()
         reference.eval()
+        detect = torch.compile(model.detect_padded, mode="reduce-overhead")  # forward's ragged lists: not graphable
         with torch.no_grad():
             for _call in range(3):
-                detections = [t.clone() for t in compiled(images)]
-                torch.testing.assert_close(detections, list(reference(images)), **CLOSE)
+                found, expected = detect(images), reference.detect_padded(images)
+                for name in ("boxes", "scores", "labels", "valid"):
+                    torch.testing.assert_close(getattr(found, name).clone(), getattr(expected, name), **CLOSE)
     assert counters["inductor"]["cudagraph_skips"] == 0  # Inductor logs why when it falls back to plain kernels
     for mine, theirs in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(mine.grad, theirs.grad, **CLOSE)

@@ -67,6 +67,25 @@ def test_no_host_round_trips(roi_pool):
     assert hidden.count <= len(images), hidden.ops  # the ragged per-image output: one nonzero per image
 
 
+def test_detect_padded_is_forward_without_the_ragged_lists():
+    images, _ = _batch()
+    torch.manual_seed(1)
+    model = FasterRCNN(3, "tiny", FasterRCNNConfig.tiny_cpu(box_score_thresh=0.0)).eval()
+    with torch.no_grad(), count_python_reads() as reads, HiddenSyncCounter() as hidden:
+        padded = model.detect_padded(images)
+    assert reads == [] and hidden.ops == []  # no host read at all: capturable and exportable
+    assert padded.boxes.shape == (2, model.config.box_detections_per_img, 4)
+    with torch.no_grad():
+        lists = model(images)
+    for i, detections in enumerate(lists):
+        count = len(detections["scores"])
+        assert count > 0 and padded.valid[i].tolist() == [True] * count + [False] * (padded.valid.shape[1] - count)
+        for key, name in (("boxes", "boxes"), ("scores", "scores"), ("labels", "labels")):
+            assert torch.equal(getattr(padded, name)[i, :count], detections[key]), key
+    with pytest.raises(ValueError, match="needs eval mode"):
+        model.train().detect_padded(images)
+
+
 # ---------------------------------------------------------------- errors
 @pytest.mark.parametrize("images, targets, message", [
     ([torch.rand(1, 3, 64, 64)], None, r"images\[0\] must be a \[3, H, W\] tensor, got \(1, 3, 64, 64\)"),

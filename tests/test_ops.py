@@ -233,6 +233,109 @@ def test_batched_nms_empty(device):
     empty = torch.zeros(0, 4, device=device)
     keep = ops.batched_nms(empty, torch.zeros(0, device=device), torch.zeros(0, dtype=torch.int64, device=device), 0.5)
     assert keep.shape == (0,) and keep.dtype == torch.int64
+    # torchvision returns before looking at the other arguments when there are no boxes
+    for ours, ref in ((ops.batched_nms(empty, None, None, 0.5), tv.batched_nms(empty, None, None, 0.5)),
+                      (ops.nms(empty, empty[:, 0], 0.5), tv.nms(empty, empty[:, 0], 0.5))):
+        assert ours.shape == ref.shape == (0,) and ours.dtype == ref.dtype == torch.int64 and ours.device == ref.device
+
+
+def chain_boxes(num: int, dtype=F64) -> torch.Tensor:
+    """Boxes [i, 0, i + 10, 10]: neighbours have IoU 9/11 > 0.7, boxes two apart 8/12 < 0.7. With scores
+    decreasing along the chain, each kept box removes the next one, so greedy NMS keeps every other box and
+    must settle the boxes one after another: the deepest chain there is."""
+    x = torch.arange(num, dtype=F64)[:, None]
+    return torch.cat([x, torch.zeros_like(x), x + 10, torch.full_like(x, 10)], dim=1).to(dtype)
+
+
+ADVERSARIAL_CASES = {
+    "chain_12": lambda: (chain_boxes(12), torch.linspace(1, 0, 12, dtype=F64)),  # shallower than _ITERATIONS
+    "chain_30": lambda: (chain_boxes(30), torch.linspace(1, 0, 30, dtype=F64)),
+    "chain_300": lambda: (chain_boxes(300), torch.linspace(1, 0, 300, dtype=F64)),
+    "chain_reversed": lambda: (chain_boxes(300), torch.linspace(0, 1, 300, dtype=F64)),
+    "identical": lambda: (torch.tensor([[3.0, 4, 20, 30]], dtype=F64).repeat(500, 1), _scores(500, 11)),
+    "identical_tied": lambda: (torch.tensor([[3.0, 4, 20, 30]], dtype=F64).repeat(500, 1), torch.ones(500, dtype=F64)),
+    "tied_clusters": lambda: (cluster_boxes(40, 50, seed=12), _scores(2000, 12, levels=3)),
+}
+
+
+@pytest.mark.parametrize("case", ADVERSARIAL_CASES)
+def test_nms_adversarial_exact(device, case):
+    # nms stays exact on chains deeper than _ITERATIONS: it reads the `settled` flag and redoes the work exactly.
+    boxes, scores = (t.to(device) for t in ADVERSARIAL_CASES[case]())
+    for iou_threshold in (0.5, 0.7):
+        ref = tv.nms(boxes.cpu(), scores.cpu(), iou_threshold)
+        assert torch.equal(ops.nms(boxes, scores, iou_threshold).cpu(), ref)
+        assert torch.equal(ops.batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.int64),
+                                           iou_threshold).cpu(), ref)
+
+
+@pytest.mark.parametrize("case", ADVERSARIAL_CASES)
+def test_sync_free_nms_unsettled_gives_a_certain_prefix(device, case):
+    # The sync-free forms run a fixed number of steps. A chain deeper than that leaves its tail unsettled; they
+    # then return greedy NMS's survivors up to the first unsettled box (a prefix of torchvision's list), never
+    # a box it would drop. Shallow cases (ties, identical boxes, short chains) must be exact.
+    boxes, scores = (t.to(device) for t in ADVERSARIAL_CASES[case]())
+    ref = tv.nms(boxes.cpu(), scores.cpu(), 0.7)
+    mask = ops.nms_keep_mask(boxes, scores, 0.7).cpu()
+    kept = torch.nonzero(mask).flatten()
+    by_score = kept[torch.sort(scores.cpu()[kept], descending=True, stable=True).indices]
+    assert torch.equal(by_score, ref[: len(kept)])
+    order = torch.sort(scores, descending=True, stable=True).indices
+    indices, found = ops.first_kept(boxes[order][None], torch.ones(1, len(boxes), dtype=torch.bool, device=device),
+                                    0.7, len(ref))
+    assert torch.equal(order[indices[0][found[0]]].cpu(), ref[: int(found.sum())])
+    if case not in ("chain_30", "chain_300", "chain_reversed"):  # all but the deep chains settle: exact
+        assert torch.equal(by_score, ref) and bool(found.all())
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3, 5])
+@pytest.mark.parametrize("block", [4, 16, 100])
+def test_settled_blocks_equal_greedy(block, iterations):
+    """Module docstring, fact (b): whenever greedy_keep reports `settled`, its answer is greedy NMS's; when it does
+    not, its True entries are greedy's survivors before the first unsettled box. Few steps and many overlaps
+    make both outcomes frequent. iterations >= block is exact always (fact a)."""
+    nms_module = importlib.import_module("frcnn_edu.ops.nms")
+    outcomes = set()
+    for seed in range(30):
+        boxes = cluster_boxes(4, 25, seed=200 + seed)[torch.randperm(100, generator=_gen(seed))]  # [P, 4], sorted
+        alive = torch.rand(100, generator=_gen(300 + seed)) > 0.1
+        where = torch.nonzero(alive).flatten()
+        ref = torch.zeros(100, dtype=torch.bool)
+        ref[where[tv.nms(boxes[where], -where.to(F64), 0.5)]] = True  # scores decrease along P
+        keep, settled = nms_module.greedy_keep(boxes[None], alive[None], 0.5, 100, block, iterations)
+        outcomes.add(bool(settled))
+        if settled or iterations >= block:
+            assert torch.equal(keep[0], ref)
+        else:
+            last = int(torch.nonzero(keep[0]).max()) if keep.any() else -1
+            assert torch.equal(keep[0][: last + 1], ref[: last + 1])
+    if iterations >= block:
+        assert outcomes == {True}
+
+
+def _count_ops(fn) -> int:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.calls
+
+
+def test_first_kept_op_count_does_not_grow_with_k():
+    # Issue 13: every dispatched op is a kernel launch on a GPU. first_kept's count depends on P / _BLOCK only,
+    # not on k (the old pick-by-pick loop dispatched ~23 ops per kept box: 46011 for 12000 -> 2000).
+    boxes, scores = proposal_like(5000, seed=13)
+    order = scores.argsort(descending=True)
+    boxes, valid = boxes[order][None], torch.ones(1, 5000, dtype=torch.bool)
+    counts = {k: _count_ops(lambda: ops.first_kept(boxes, valid, 0.7, k)) for k in (1, 300, 2000)}
+    assert len(set(counts.values())) == 1 and counts[2000] < 300, counts
 
 
 @pytest.mark.parametrize("k", [0, 1, 5, 40])
@@ -475,7 +578,7 @@ BAD_CALLS = [
     ("batched_nms idxs [2]", lambda: ops.batched_nms(_boxes(), torch.zeros(3), torch.zeros(2, dtype=torch.int64), 0.5),
      ValueError, ["idxs", "(2,)"]),
     ("box_iou boxes2 [2, 3]", lambda: ops.box_iou(_boxes(), torch.zeros(2, 3)), ValueError, ["boxes2", "(2, 3)"]),
-    ("box_area int", lambda: ops.box_area(torch.zeros(2, 4, dtype=torch.int32)), TypeError, ["boxes", "int32"]),
+    ("box_area fmt", lambda: ops.box_area(_boxes(), fmt="yxyx"), ValueError, ["fmt", "yxyx"]),
     ("first_kept boxes [2, 5, 3]", lambda: ops.first_kept(torch.zeros(2, 5, 3), torch.ones(2, 5, dtype=torch.bool),
                                                           0.5, 2), ValueError, ["boxes", "(2, 5, 3)"]),
     ("roi_pool [K, 4] tensor", lambda: ops.roi_pool(torch.zeros(1, 2, 5, 5), torch.zeros(3, 4), 2),
@@ -507,6 +610,127 @@ def test_bad_input_names_the_culprit(call, error, words):
         call()
     for word in words:
         assert word in str(info.value), (word, str(info.value))
+
+
+# The same mistakes made with torchvision: it raises another type (RuntimeError from its kernels, AssertionError
+# from its checks, IndexError/AttributeError from the first line that trips); ours must be an instance of it too.
+TV_BAD_CALLS = {
+    "nms boxes [3, 5]": lambda: tv.nms(torch.zeros(3, 5), torch.zeros(3), 0.5),
+    "nms int boxes": lambda: tv.nms(torch.zeros(3, 4, dtype=torch.int64), torch.zeros(3), 0.5),
+    "nms scores [4]": lambda: tv.nms(_boxes(), torch.zeros(4), 0.5),
+    "nms boxes list": lambda: tv.nms([[0, 0, 1, 1]], torch.zeros(1), 0.5),
+    "batched_nms idxs [2]": lambda: tv.batched_nms(_boxes(), torch.zeros(3), torch.zeros(2, dtype=torch.int64), 0.5),
+    "box_iou boxes2 [2, 3]": lambda: tv.box_iou(_boxes(), torch.zeros(2, 3)),
+    "box_area fmt": lambda: tv.box_area(_boxes(), fmt="yxyx"),
+    "roi_pool [K, 4] tensor": lambda: tv.roi_pool(torch.zeros(1, 2, 5, 5), torch.zeros(3, 4), 2),
+    "roi_pool int input": lambda: tv.roi_pool(torch.zeros(1, 2, 5, 5, dtype=torch.int64), torch.zeros(3, 5), 2),
+    "roi_pool 3-d input": lambda: tv.roi_pool(torch.zeros(2, 5, 5), torch.zeros(3, 5), 2),
+    "roi_pool rois float64": lambda: tv.roi_pool(torch.zeros(1, 2, 5, 5), torch.zeros(3, 5, dtype=F64), 2),
+    "roi_pool list of [L, 5]": lambda: tv.roi_pool(torch.zeros(1, 2, 5, 5), [torch.zeros(3, 5)], 2),
+    "roi_pool boxes str": lambda: tv.roi_pool(torch.zeros(1, 2, 5, 5), "boxes", 2),
+    "roi_align [K, 4] tensor": lambda: tv.roi_align(torch.zeros(1, 2, 5, 5), torch.zeros(3, 4), 2),
+    "roi_align int input": lambda: tv.roi_align(torch.zeros(1, 2, 5, 5, dtype=torch.uint8), torch.zeros(3, 5), 2),
+    "roi_align rois float16":
+        lambda: tv.roi_align(torch.zeros(1, 2, 5, 5), torch.zeros(3, 5, dtype=torch.float16), 2),
+}
+# No torchvision counterpart: first_kept is ours; torchvision's roi_pool accepts output_size 0 (an empty output),
+# ours refuses it.
+
+
+@pytest.mark.parametrize("name", TV_BAD_CALLS)
+def test_bad_input_is_also_torchvisions_error_type(name):
+    with pytest.raises(Exception) as tv_info:
+        TV_BAD_CALLS[name]()
+    ours = {c[0]: c for c in BAD_CALLS}[name]
+    with pytest.raises(ours[2]) as info:
+        ours[1]()
+    assert isinstance(info.value, type(tv_info.value)), (type(info.value).__mro__, type(tv_info.value))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# torchvision fidelity: integer boxes, fmt=, float16/bfloat16, autocast, empty inputs
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["xyxy", "xywh", "cxcywh"])
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.uint8, torch.float16, F32, F64])
+def test_box_area_and_iou_dtypes_and_formats(device, dtype, fmt):
+    # torchvision 0.29: integer boxes give integer areas (int32 at least, int64 kept) and float32 IoU; float16
+    # gives float32; fmt="xywh" and "cxcywh" describe the same boxes differently. Same dtypes, same bits.
+    boxes = torch.cat([random_boxes(30, seed=14, size=60, max_side=40), degenerate_boxes()]).round()
+    other = random_boxes(9, seed=15, size=60, max_side=40).round()
+    boxes, other = boxes.to(dtype).to(device), other.to(dtype).to(device)
+    assert_close(ops.box_area(boxes, fmt=fmt), tv.box_area(boxes, fmt=fmt), tol=0)
+    assert_close(ops.box_iou(boxes, other, fmt=fmt), tv.box_iou(boxes, other, fmt=fmt), tol=0)
+    assert_close(ops.box_iou(boxes, other, fmt), tv.box_iou(boxes, other, fmt), tol=0)
+
+
+@pytest.mark.parametrize("op", ["box_area", "box_iou", "clip", "remove_small", "small_mask", "nms", "nms_keep_mask",
+                                "batched_nms", "roi_pool", "roi_align"])
+def test_empty_inputs_like_torchvision(device, op):
+    empty = torch.zeros(0, 4, device=device)
+    none = torch.zeros(0, device=device)
+    maps = torch.zeros(0, 2, 5, 5, device=device), torch.zeros(0, 5, device=device)  # no images, no RoIs
+    calls = {
+        "box_area": lambda m: m.box_area(empty),
+        "box_iou": lambda m: m.box_iou(empty, torch.ones(2, 4, device=device)),
+        "clip": lambda m: m.clip_boxes_to_image(empty, (5, 5)),
+        "remove_small": lambda m: m.remove_small_boxes(empty, 1.0),
+        "small_mask": lambda m: torch.nonzero(m.small_boxes_mask(empty, 1.0)).flatten() if m is ops
+        else m.remove_small_boxes(empty, 1.0),
+        "nms": lambda m: m.nms(empty, none, 0.5),
+        "nms_keep_mask": lambda m: torch.nonzero(m.nms_keep_mask(empty, none, 0.5)).flatten() if m is ops
+        else m.nms(empty, none, 0.5),
+        "batched_nms": lambda m: m.batched_nms(empty, None, None, 0.5),
+        "roi_pool": lambda m: m.roi_pool(*maps, 2),
+        "roi_align": lambda m: m.roi_align(*maps, 2),
+    }
+    ours, ref = calls[op](ops), calls[op](tv)
+    assert ours.shape == ref.shape and ours.dtype == ref.dtype and ours.device == ref.device
+
+
+def _half_rois(dtype):
+    return torch.cat([make_rois(kind, 0.5, seed=16, num=6) for kind in ROI_KINDS[:-1]]).to(dtype)
+
+
+@pytest.mark.parametrize("op", ["roi_pool", "roi_align"])
+@pytest.mark.parametrize("sampling_ratio", [-1, 2])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_roi_ops_half_precision(device, op, sampling_ratio, dtype):
+    # float16: torchvision's CPU kernels compute in float16 too, so compare directly. bfloat16: its CPU kernels
+    # refuse it, so compare with torchvision in float32 on the same (rounded) values. Tolerances: a few ulps of the
+    # dtype at the map's values (|x| < 4: float16 ulp 2^-8), summed over the samples; bfloat16 keeps 8 significant
+    # bits, so sample positions some 30 cells out move by up to 1/8 cell in its arithmetic. Max pooling only picks
+    # values: roi_pool is exact in any dtype. (sampling_ratio=-1 in float16 used to overflow a clamp.)
+    if op == "roi_pool" and sampling_ratio == 2:
+        pytest.skip("roi_pool has no sampling ratio")
+    input = feature_map(seed=17).to(dtype).to(device)
+    rois = _half_rois(dtype).to(device)
+    call = {"roi_pool": lambda m, x, b: m.roi_pool(x, b, (3, 4), 0.5),
+            "roi_align": lambda m, x, b: m.roi_align(x, b, (3, 4), 0.5, sampling_ratio)}[op]
+    ref_dtype = dtype if dtype == torch.float16 or device.type == "cuda" else F32
+    x_ours = input.clone().requires_grad_(True)
+    x_ref = input.to(ref_dtype).requires_grad_(True)
+    out_ours, out_ref = call(ops, x_ours, rois), call(tv, x_ref, rois.to(ref_dtype))
+    grad = torch.randint(-2, 3, out_ref.shape, generator=_gen(18)).to(device)
+    out_ours.backward(grad.to(dtype))
+    out_ref.backward(grad.to(ref_dtype))
+    assert out_ours.dtype == x_ours.grad.dtype == dtype
+    tol = 0 if op == "roi_pool" else (0.02 if dtype == torch.float16 else 0.25)
+    torch.testing.assert_close(out_ours.float(), out_ref.float(), rtol=0, atol=tol)
+    torch.testing.assert_close(x_ours.grad.float(), x_ref.grad.float(), rtol=0, atol=5 * tol)
+
+
+@pytest.mark.parametrize("dtype", [F32, torch.float16, torch.bfloat16])
+def test_roi_align_under_autocast(device, dtype):
+    # torchvision's autocast kernel runs roi_align in float32 and returns the input's dtype; so do we.
+    input = feature_map(seed=19).to(dtype).to(device)
+    rois = _half_rois(dtype).to(device)
+    autocast_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    with torch.autocast(device.type, dtype=autocast_dtype):
+        ours = ops.roi_align(input, rois, (3, 4), 0.5, -1)
+        ref = tv.roi_align(input, rois, (3, 4), 0.5, -1)
+    assert ours.dtype == ref.dtype == dtype
+    torch.testing.assert_close(ours.float(), ref.float(), rtol=0, atol=1e-5 if dtype == F32 else 0.02)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -545,17 +769,18 @@ def test_no_host_reads(no_host_reads):
         ops.roi_align(x, rois, 7, 0.25, sampling_ratio, aligned).sum().backward()
 
 
-def test_first_kept_row_by_row_equals_dense(monkeypatch):
-    """Above _DENSE_PAIRS first_kept computes IoU rows on demand; both paths pick the same boxes."""
+@pytest.mark.parametrize("block", [1, 7, 64])
+def test_first_kept_any_block_size_equals_one_block(monkeypatch, block):
+    """first_kept settles _BLOCK boxes at a time; any block size picks the same boxes as a single block."""
 
     nms_module = importlib.import_module("frcnn_edu.ops.nms")
     gen = torch.Generator().manual_seed(0)
     centres, sides = torch.rand(2, 1500, 2, generator=gen) * 500, torch.rand(2, 1500, 2, generator=gen) * 80 + 1
     boxes = torch.cat([centres - sides, centres + sides], dim=-1)
     valid = torch.rand(2, 1500, generator=gen) > 0.1
-    monkeypatch.setattr(nms_module, "_DENSE_PAIRS", 0)
+    monkeypatch.setattr(nms_module, "_BLOCK", block)
     row_by_row = nms_module.first_kept(boxes, valid, 0.7, 200)
-    monkeypatch.setattr(nms_module, "_DENSE_PAIRS", 1 << 40)
+    monkeypatch.setattr(nms_module, "_BLOCK", 1 << 20)
     dense = nms_module.first_kept(boxes, valid, 0.7, 200)
     assert torch.equal(row_by_row[1], dense[1])
     assert torch.equal(row_by_row[0][row_by_row[1]], dense[0][dense[1]])

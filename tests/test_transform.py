@@ -1,7 +1,7 @@
-"""frcnn_edu.transform: padded targets and the ragged way back out (pad_targets, postprocess)."""
+"""frcnn_edu.transform: padded targets and the way back out (boxes_to_original_batch, postprocess)."""
 import torch
 
-from frcnn_edu.transform import pad_targets, postprocess
+from frcnn_edu.transform import boxes_to_original_batch, pad_targets, postprocess
 
 
 def test_pad_targets_keeps_every_box_and_marks_the_padding():
@@ -17,9 +17,16 @@ def test_pad_targets_keeps_every_box_and_marks_the_padding():
     assert ((padding[:, 2:] - padding[:, :2]) > 0).all()  # positive size: encoding them stays finite
 
 
-def test_postprocess_keeps_the_valid_rows_and_rescales_to_orig_px():
-    boxes = torch.tensor([[[10.0, 20.0, 30.0, 40.0], [0.0, 0.0, 8.0, 8.0]]])  # image px of a 2x-upscaled image
-    scores, labels = torch.tensor([[0.75, 0.25]]), torch.tensor([[1, 2]])
-    out = postprocess(boxes, scores, labels, torch.tensor([[True, False]]), [(100, 200)], [(50, 100)])
-    assert len(out) == 1 and out[0]["labels"].tolist() == [1] and out[0]["scores"].tolist() == [0.75]
-    torch.testing.assert_close(out[0]["boxes"], torch.tensor([[5.0, 10.0, 15.0, 20.0]]))
+def test_postprocess_keeps_the_valid_rows():
+    boxes = torch.tensor([[[5.0, 10.0, 15.0, 20.0], [0.0, 0.0, 8.0, 8.0]], [[1.0, 1.0, 2.0, 2.0], [0, 0, 1, 1]]])
+    scores, labels = torch.tensor([[0.75, 0.25], [0.5, 0.5]]), torch.tensor([[1, 2], [3, 3]])
+    out = postprocess(boxes, scores, labels, torch.tensor([[True, False], [False, False]]))
+    assert len(out) == 2 and out[0]["labels"].tolist() == [1] and out[0]["scores"].tolist() == [0.75]
+    torch.testing.assert_close(out[0]["boxes"], boxes[0, :1])
+    assert [v.shape[0] for v in out[1].values()] == [0, 0, 0]
+
+
+def test_boxes_go_back_to_orig_px_image_by_image():
+    boxes = torch.tensor([[[10.0, 20.0, 30.0, 40.0]], [[10.0, 20.0, 30.0, 40.0]]])  # image px
+    back = boxes_to_original_batch(boxes, [(100, 200), (100, 200)], [(50, 100), (100, 200)])  # 2x, then 1x
+    torch.testing.assert_close(back, torch.tensor([[[5.0, 10.0, 15.0, 20.0]], [[10.0, 20.0, 30.0, 40.0]]]))

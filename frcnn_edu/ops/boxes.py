@@ -11,43 +11,72 @@ from torch import Tensor
 from ._checks import check_boxes
 
 
+_FORMATS = ("xyxy", "xywh", "cxcywh")  # torchvision's axis-aligned box formats (fmt=)
+
+
 def _upcast(boxes: Tensor) -> Tensor:
-    # Areas of float16 boxes overflow; torchvision computes them in float32 for the same reason.
-    return boxes if boxes.dtype in (torch.float32, torch.float64) else boxes.float()
+    # Products of small dtypes overflow (float16 areas past 65504, int8 ones past 127): float32 or int32 at least,
+    # exactly as torchvision's _upcast.
+    if boxes.is_floating_point():
+        return boxes if boxes.dtype in (torch.float32, torch.float64) else boxes.float()
+    return boxes if boxes.dtype in (torch.int32, torch.int64) else boxes.int()
 
 
-def box_area(boxes: Tensor) -> Tensor:
-    """Area of each box.
+def _check_fmt(fmt: str) -> None:
+    if fmt not in _FORMATS:
+        raise ValueError(f"fmt must be one of {_FORMATS} (rotated formats are not implemented here), got {fmt!r}")
+
+
+def _corners(boxes: Tensor, fmt: str) -> tuple[Tensor, Tensor]:
+    """[..., 4] boxes in fmt -> their top-left and bottom-right corners, [..., 2] each, in the input dtype
+    (torchvision's arithmetic for each format: x + w, and cx -/+ w / 2)."""
+    if fmt == "xyxy":
+        return boxes[..., :2], boxes[..., 2:]
+    if fmt == "xywh":
+        return boxes[..., :2], boxes[..., :2] + boxes[..., 2:]
+    return boxes[..., :2] - boxes[..., 2:] / 2, boxes[..., :2] + boxes[..., 2:] / 2  # cxcywh
+
+
+def box_area(boxes: Tensor, fmt: str = "xyxy") -> Tensor:
+    """Area of each box, as torchvision.ops.box_area.
 
     Args:
-        boxes: [..., 4] float, xyxy, any frame.
+        boxes: [..., 4], any frame; float or integer. fmt: "xyxy" (x1, y1, x2, y2), "xywh" (x1, y1, w, h) or
+            "cxcywh" (centre x, centre y, w, h).
 
     Returns:
-        [...] float (float32 at least): (x2 - x1) * (y2 - y1).
+        [...]: (x2 - x1) * (y2 - y1), or w * h. float32 at least for float boxes; int32 at least for integer
+        boxes (int64 stays int64), as torchvision.
     """
-    boxes = _upcast(check_boxes("boxes", boxes, batched=True))
-    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    boxes = check_boxes("boxes", boxes, batched=True, floating=False)
+    _check_fmt(fmt)
+    boxes = _upcast(boxes)
+    if fmt == "xyxy":
+        return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    return boxes[..., 2] * boxes[..., 3]
 
 
-def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+def box_iou(boxes1: Tensor, boxes2: Tensor, fmt: str = "xyxy") -> Tensor:
     """Intersection over union of every pair (Jaccard index), as torchvision.ops.box_iou.
 
     Args:
-        boxes1: [N, 4] float, xyxy. Also accepts leading batch dimensions, [..., N, 4].
-        boxes2: [M, 4] float, xyxy, same frame as boxes1 ([..., M, 4] with the same leading dimensions).
+        boxes1: [N, 4], float or integer, in fmt (see box_area). Also accepts leading batch dimensions, [..., N, 4].
+        boxes2: [M, 4], same frame and fmt as boxes1 ([..., M, 4] with the same leading dimensions).
+        fmt: "xyxy", "xywh" or "cxcywh"; torchvision's rotated formats are not implemented.
 
     Returns:
-        [N, M] (or [..., N, M]) float: inter / (area1 + area2 - inter), computed in that order as torchvision
-        does, so the values are bitwise equal to its kernels'. Zero-area pairs give NaN (0 / 0), as there.
+        [N, M] (or [..., N, M]) float (float32 for integer and float16 boxes): inter / (area1 + area2 - inter),
+        computed in torchvision's order of operations (corner differences in the input dtype, then upcast), so
+        the values are bitwise equal to its. Zero-area pairs give NaN (0 / 0), as there.
     """
-    boxes1 = _upcast(check_boxes("boxes1", boxes1, batched=True))
-    boxes2 = _upcast(check_boxes("boxes2", boxes2, batched=True))
-    area1, area2 = box_area(boxes1), box_area(boxes2)
-    a = [c[..., :, None] for c in boxes1.unbind(-1)]  # x1, y1, x2, y2 of boxes1: [..., N, 1] each
-    b = [c[..., None, :] for c in boxes2.unbind(-1)]  # [..., 1, M] each
-    inter_w = (torch.min(a[2], b[2]) - torch.max(a[0], b[0])).clamp_(min=0)  # [..., N, M]
-    inter_h = (torch.min(a[3], b[3]) - torch.max(a[1], b[1])).clamp_(min=0)
-    inter = inter_w.mul_(inter_h)
+    boxes1 = check_boxes("boxes1", boxes1, batched=True, floating=False)
+    boxes2 = check_boxes("boxes2", boxes2, batched=True, floating=False)
+    area1, area2 = box_area(boxes1, fmt), box_area(boxes2, fmt)
+    (lt1, rb1), (lt2, rb2) = _corners(boxes1, fmt), _corners(boxes2, fmt)
+    lt = torch.max(lt1[..., :, None, :], lt2[..., None, :, :])  # [..., N, M, 2]
+    rb = torch.min(rb1[..., :, None, :], rb2[..., None, :, :])
+    wh = _upcast(rb - lt).clamp_(min=0)  # [..., N, M, 2]: intersection width and height
+    inter = wh[..., 0] * wh[..., 1]
     return inter / (area1[..., :, None] + area2[..., None, :] - inter)
 
 

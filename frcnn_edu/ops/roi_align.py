@@ -46,7 +46,9 @@ def _axis_weights(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, si
     grid_f = grid.to(dtype)[:, None]  # [K, 1]
     if sampling_ratio <= 0:  # skip the samples before y = -1: only the next 2 * size + 3 (plus slack) can touch the map
         step = torch.where(grid_f > 0, bin_size[:, None] / grid_f.clamp(min=1), torch.ones_like(grid_f))
-        first = torch.floor(((-1 - bin_start) / step - 0.5).clamp(min=0, max=2**40)).long() - 1  # [K, P]
+        # the upper clamp only keeps .long() in range: 2^40, or float16's largest value (2^40 overflows it)
+        far = min(2.0**40, torch.finfo(dtype).max)
+        first = torch.floor(((-1 - bin_start) / step - 0.5).clamp(min=0, max=far)).long() - 1  # [K, P]
         first, count = first.clamp(min=0), 2 * size + 6
     else:
         first, count = torch.zeros_like(bin_start, dtype=torch.long), sampling_ratio
@@ -84,7 +86,7 @@ def _pool(input: Tensor, image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     for begin in range(0, max(1, rows.shape[0]), chunk):  # at least one (maybe empty) chunk: keeps the graph
         r, c, img = rows[begin : begin + chunk], cols[begin : begin + chunk], image[begin : begin + chunk]
         one_hot = (img[:, None] == torch.arange(num, device=img.device)).to(r.dtype)  # [k, N] (F.one_hot syncs)
-        r = (one_hot[:, None, :, None] * r[:, :, None, :]).reshape(-1, num * height)  # [k*PH, N*H]
+        r = (one_hot[:, None, :, None] * r[:, :, None, :]).reshape(len(img) * pooled_h, num * height)  # [k*PH, N*H]
         t = (r @ flat_input).view(-1, pooled_h * channels, width)  # [k, PH*C, W]
         t = t @ c.transpose(1, 2)  # [k, PH*C, PW]
         outputs.append(t.view(-1, pooled_h, channels, pooled_w).permute(0, 2, 1, 3))  # [k, C, PH, PW]
@@ -141,6 +143,10 @@ def roi_align(
     """
     input = check_feature_map(input)
     rois = as_roi_tensor(boxes, input).detach()
+    if torch.is_autocast_enabled(input.device.type):  # as torchvision's autocast kernel: float32 in, input's dtype out
+        with torch.autocast(input.device.type, enabled=False):
+            output = roi_align(input.float(), rois.float(), output_size, spatial_scale, sampling_ratio, aligned)
+        return output.to(input.dtype)
     pooled_h, pooled_w = pair(output_size)
     height, width = input.shape[-2:]
     offset = 0.5 if aligned else 0.0
