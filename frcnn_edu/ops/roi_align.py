@@ -143,10 +143,22 @@ def roi_align(
     """
     input = check_feature_map(input)
     rois = as_roi_tensor(boxes, input).detach()
-    if torch.is_autocast_enabled(input.device.type):  # as torchvision's autocast kernel: float32 in, input's dtype out
+    if input.dtype in (torch.float16, torch.bfloat16):
+        # as torchvision: a half-precision map is pooled in float32 (half-precision coordinates would misplace
+        # the samples by up to a cell), and the output keeps the input's dtype
         with torch.autocast(input.device.type, enabled=False):
-            output = roi_align(input.float(), rois.float(), output_size, spatial_scale, sampling_ratio, aligned)
+            output = _roi_align(input.float(), boxes, rois.float(), output_size, spatial_scale, sampling_ratio, aligned)
         return output.to(input.dtype)
+    # A float32 map under autocast (the detector's, in bfloat16 training): the two products below run in the
+    # autocast dtype, as the convolutions around them do; torchvision's kernel pools in float32, which made the
+    # demo's training step 1.4x slower (136 against 96 ms). The output keeps the input's dtype, as torchvision's,
+    # and the two agree to the autocast dtype's rounding (tests/test_ops.py, under autocast).
+    return _roi_align(input, boxes, rois, output_size, spatial_scale, sampling_ratio, aligned).to(input.dtype)
+
+
+def _roi_align(input: Tensor, boxes: object, rois: Tensor, output_size: int | tuple[int, int], spatial_scale: float,
+               sampling_ratio: int, aligned: bool) -> Tensor:
+    """roi_align on checked arguments: boxes as given, rois [K, 5] (image index, x1, y1, x2, y2) from them."""
     pooled_h, pooled_w = pair(output_size)
     height, width = input.shape[-2:]
     offset = 0.5 if aligned else 0.0
