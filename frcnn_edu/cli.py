@@ -4,6 +4,7 @@
     frcnn-edu builtin ...    generate the built-in dataset            (python -m frcnn_edu.builtin_dataset)
     frcnn-edu download ...   download PASCAL VOC                      (python -m frcnn_edu.voc_download)
     frcnn-edu subset ...     write a class-balanced VOC subset        (python -m frcnn_edu.voc_subset)
+    frcnn-edu detect ...     detect objects in your own photos        (python -m frcnn_edu.detect)
 
 `python -m frcnn_edu ...` is the same command, and so is `python -m frcnn_edu.<module>`. Each subcommand has
 --help. Errors are one line on stderr naming the bad value or file, never a traceback; the exit status says what
@@ -16,13 +17,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import builtin_dataset, train, voc_download, voc_subset
+from . import builtin_dataset, detect, train, voc_download, voc_subset
 
 COMMANDS = {  # name -> (module with parser(prog) and command(args), one-line help)
     "train": (train, "train and evaluate a detector"),
     "builtin": (builtin_dataset, "generate the built-in dataset"),
     "download": (voc_download, "download and extract PASCAL VOC"),
     "subset": (voc_subset, "write a class-balanced subset of a few VOC classes"),
+    "detect": (detect, "detect objects in your own photos with a trained checkpoint"),
 }
 
 

@@ -403,3 +403,28 @@ def plot_detection_grid(data, detections, class_names, png_path=None, count: int
         fig.savefig(png_path)
         plt.close(fig)
     return fig
+
+
+def draw_detections(image: Tensor, boxes: Tensor, labels: Tensor, scores: Tensor, class_names: Sequence[str]):
+    """A photo with its detections drawn at full resolution (for `frcnn-edu detect`), as a PIL image.
+
+    Args:
+        image: [3, H, W] float in [0, 1], orig px. boxes: [D, 4] xyxy orig px. labels: [D] in 1..C. scores: [D].
+        class_names: C names, label l is class_names[l - 1].
+    """
+    import matplotlib
+    from PIL import Image, ImageDraw
+
+    picture = Image.fromarray((image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    draw = ImageDraw.Draw(picture)
+    width = max(2, round(max(picture.size) / 300))  # lines that stay visible on a large photo
+    for box, label, score in zip(boxes.tolist(), labels.tolist(), scores.tolist()):
+        color = tuple(round(255 * c) for c in matplotlib.colormaps["tab10"](label % 10)[:3])
+        draw.rectangle(box, outline=color, width=width)
+        caption = f"{class_names[label - 1]} {score:.2f}"
+        left, top, right, bottom = draw.textbbox((box[0], box[1]), caption)
+        lift = bottom - top + 2  # the caption sits on the box's top edge, inside the photo
+        y = box[1] - lift if box[1] >= lift else box[1]
+        draw.rectangle((left, y, right + 2, y + lift), fill=color)
+        draw.text((box[0] + 1, y), caption, fill="white")
+    return picture
