@@ -214,7 +214,7 @@ def test_nms_12000_boxes_float32(device):
     assert torch.equal(keep.cpu(), tv.nms(boxes, scores, 0.7).cpu())
 
 
-@pytest.mark.parametrize("num, num_classes", [(40, 3), (900, 5), (1001, 4), (1500, 20)])  # N <= 1000: shift
+@pytest.mark.parametrize("num, num_classes", [(40, 3), (900, 5), (1001, 4), (1500, 20), (3000, 40)])  # N <= 1000: shift
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_batched_nms_parity(device, num, num_classes, dtype):
     # torchvision shifts classes apart ("coordinate trick") for N*4 <= 4000 on CPU and loops over classes above,
@@ -512,6 +512,20 @@ def test_roi_ops_empty(device, op):
     for boxes in (torch.zeros(0, 5, dtype=F64, device=device), [torch.zeros(0, 4, dtype=F64, device=device)] * 3):
         out = check_roi_parity(lambda x, b: ours(x, b, 7, 1 / 16), lambda x, b: ref(x, b, 7, 1 / 16), input, boxes)
         assert out.shape == (0, MAP_SHAPE[1], 7, 7)
+
+
+def test_roi_pool_op_count_does_not_grow_with_rois():
+    # Every dispatched op is a kernel launch on a GPU: the forward is a fixed sequence of ops over all RoIs at
+    # once (the old per-chunk lookups and per-level table steps dispatched ~600 for 128 RoIs on VGG-16's map),
+    # and autograd's backward is a scatter-add to the argmax.
+    input = torch.randn(1, 512, 38, 63, generator=_gen(80), requires_grad=True)
+    counts = {}
+    for num in (1, 128, 300):
+        rois = torch.cat([torch.zeros(num, 1), random_boxes(num, seed=81, size=1000, max_side=400, dtype=F32)], 1)
+        out = []
+        forward = _count_ops(lambda: out.append(ops.roi_pool(input, rois, 7, 1 / 16)))
+        counts[num] = forward, _count_ops(lambda: out[0].sum().backward())
+    assert len(set(counts.values())) == 1 and counts[1][0] < 160 and counts[1][1] < 20, counts
 
 
 def test_roi_pool_shape_ignores_roi_size():

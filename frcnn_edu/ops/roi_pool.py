@@ -11,14 +11,22 @@ torchvision's quirks, reproduced exactly (its CPU kernel is roi_pool_kernel.cpp)
 - an empty bin (wholly outside the map) outputs 0 and passes no gradient;
 - the gradient of a bin goes to its argmax, the first maximum in row-major order.
 
-How the max over every bin is found without a loop over RoIs: a 2-D sparse table. Level (i, j) holds, at each
-cell, the max (and its position) over the 2^i x 2^j block starting there. Any rectangle of h x w cells is
-covered exactly by four such blocks of size 2^floor(log2 h) x 2^floor(log2 w), at its four corners, so each
-bin needs four lookups whatever its size. The argmax is torchvision's, the first maximum in row-major order:
-the table is built by doubling blocks along a row, then stacking them downwards, so the second block of a
-merge always lies after the first and wins only with a strictly larger value; the four overlapping corner
-blocks of a bin are compared by position.
-The lookups are made a few RoIs at a time, so their [4, k, PH, PW, C] temporaries stay in the CPU's cache.
+How the argmax of every bin is found in about 140 operations, whatever the number of RoIs:
+1. Rank the cells of each channel plane: a stable sort, largest first. Rank 0 is the plane's maximum, and equal
+   values keep row-major order, so the smallest rank in a bin is exactly torchvision's argmax (ties included).
+   Ranks are small integers (int16 while the batch has under 32768 cells a channel), so the table is cheap.
+   (A NaN sorts first, so a bin holding one returns it; torchvision's kernel skips NaN.)
+2. A 2-D sparse table of minimum ranks: level (i, j) holds, at each cell, the minimum over the 2^i x 2^j block
+   starting there. Level (0, j) comes from (0, j - 1) by one elementwise minimum with itself shifted 2^(j-1)
+   cells right; then every level (i, j), all j at once, from (i - 1, j) shifted 2^(i-1) rows down: about
+   log2(H) + log2(W) operations. Only blocks that fit inside the map are ever looked up (below); the rest of
+   each level is never read, so its contents do not matter.
+3. A bin of h x w cells is covered exactly by the four (overlapping) blocks of 2^floor(log2 h) x
+   2^floor(log2 w) cells at its corners, all inside the map. One index_select reads those four ranks for every
+   bin, channel and RoI; their minimum is the bin's rank. An empty bin reads a rank one past the last.
+4. The output is the sorted values gathered at those ranks, with a zero appended for the empty bins' rank.
+   Autograd's backward is a scatter-add into the sorted order, then the sort's own backward puts each cell's
+   gradient back in place: the argmax receives it, repeated cells accumulate, as torchvision's gradient.
 """
 from __future__ import annotations
 
@@ -27,170 +35,122 @@ from torch import Tensor, nn
 
 from ._checks import as_roi_tensor, check_feature_map, pair
 
-_CHUNK_ELEMENTS = 1 << 20  # RoIs looked up per step: [4, k, PH, PW, C] stays about 4 MB (float32), cache-sized
-
 
 def round_half_away_from_zero(x: Tensor) -> Tensor:
-    """C's round(): 2.5 -> 3, -2.5 -> -3 (torch.round rounds halves to even). Exact: x - trunc(x) is exact."""
+    """C's round(): 2.5 -> 3, -2.5 -> -3 (torch.round rounds halves to even). Exact: the fraction x - trunc(x)
+    and its double are exact, and trunc(2 * fraction) is -1, 0 or 1: the step away from zero, if any."""
     whole = torch.trunc(x)
-    return whole + torch.sign(x) * ((x - whole).abs() >= 0.5)
+    return whole + torch.trunc((x - whole) * 2)
 
 
 def _levels(size: int) -> int:
     return size.bit_length()  # levels 0 .. floor(log2(size)): blocks of 1, 2, 4, ... <= size
 
 
-def _double(prev_v: Tensor, prev_p: Tensor | None, out_v: Tensor, out_p: Tensor | None, dim: int, step: int):
-    """One doubling step along dim: a block of 2 * step cells is the block of step cells at the same start
-    merged with the one `step` cells further on, which lies after it, so it wins only with a larger value.
-    Where that second block would start past the map's edge, the first block alone is the answer.
+def _rank_table(order: Tensor, shape: torch.Size) -> Tensor:
+    """Sparse table of minimum ranks over every power-of-two block of the map (module docstring, steps 1-2).
 
     Args:
-        prev_v, prev_p: [N, H, W, C] block maxima of `step` cells along dim, and their positions (or None).
-        out_v, out_p: [N, H, W, C] written in place with the maxima of 2 * step cells.
-    """
-    inside = prev_v.shape[dim] - step  # cells whose second block starts on the map
-    first_v, second_v = prev_v.narrow(dim, 0, inside), prev_v.narrow(dim, step, inside)
-    torch.maximum(first_v, second_v, out=out_v.narrow(dim, 0, inside))
-    out_v.narrow(dim, inside, step).copy_(prev_v.narrow(dim, inside, step))
-    if prev_p is not None:
-        second_wins = second_v > first_v  # strict: on a tie the earlier position stays, as torchvision's argmax
-        first_p, second_p = prev_p.narrow(dim, 0, inside), prev_p.narrow(dim, step, inside)
-        # first + wins * (second - first): the same choice as torch.where, but 2-3x faster on CPU here
-        torch.add(first_p, (second_p - first_p) * second_wins, out=out_p.narrow(dim, 0, inside))
-        out_p.narrow(dim, inside, step).copy_(prev_p.narrow(dim, inside, step))
-
-
-def _sparse_table(input: Tensor, with_positions: bool) -> tuple[Tensor, Tensor | None]:
-    """Block maxima of the feature map for every power-of-two block size, plus one zero row for empty bins.
-
-    Args:
-        input: [N, C, H, W] float, feature cells.
-        with_positions: also return where each maximum is (needed only for the gradient).
+        order: [N, C, H * W] int64, order[n, c, r] = row-major position of the r-th largest cell of plane (n, c).
+        shape: the input's [N, C, H, W].
 
     Returns:
-        values: [LW * LH * N * H * W + 1, C]; row ((j * LH + i) * N + n) * H * W + y * W + x holds the max of
-            input[n, :, y:y+2^i, x:x+2^j] (clipped at the map's edge); LH = floor(log2 H) + 1, LW likewise.
-            The last row is 0: an empty bin looks it up, so it needs no masking afterwards.
-        positions: same shape, int32, the row-major position y * W + x of that max (first one on ties), or None.
-            The last row is H * W, one past the plane: the gradient of an empty bin goes to that dummy cell.
+        [LW * LH * N * H * W + 1, C] int16 (int32 above 32767 cells in all images); row
+        ((j * LH + i) * N + n) * H * W + y * W + x holds the smallest rank in input[n, :, y:y+2^i, x:x+2^j]
+        for blocks inside the map (other rows: unspecified). LH = floor(log2 H) + 1, LW likewise. Ranks count
+        across images, n * H * W + r, so that one gather serves every image; the last row, for empty bins,
+        holds N * H * W, one past the largest rank: the zero that _roi_pool appends to the sorted values.
     """
-    num, channels, height, width = input.shape
-    levels_h, levels_w = _levels(height), _levels(width)
-    values = input.new_empty(levels_w * levels_h * num * height * width + 1, channels)
-    table_v = values[:-1].view(levels_w, levels_h, num, height, width, channels)  # channels last: a lookup is a row
-    table_v[0, 0] = input.permute(0, 2, 3, 1)  # [N, C, H, W] -> [N, H, W, C]
-    positions, table_p = None, [[None] * levels_h for _ in range(levels_w)]
-    if with_positions:
-        positions = torch.empty(values.shape, dtype=torch.int32, device=input.device)
-        table_p = positions[:-1].view(table_v.shape)
-        table_p[0, 0] = torch.arange(height * width, device=input.device, dtype=torch.int32).view(height, width, 1)
-    # Each level is written in place into the table (no stacking copy). First 1-row blocks along the row
-    # (dim 2 of [N, H, W, C]), then each of those doubled downwards (dim 1): the second block of every merge
-    # lies after the first in row-major order, which makes the tie rule a strict comparison.
-    for j in range(levels_w):
-        if j > 0:
-            _double(table_v[j - 1, 0], table_p[j - 1][0], table_v[j, 0], table_p[j][0], 2, 1 << (j - 1))
-        for i in range(1, levels_h):
-            _double(table_v[j, i - 1], table_p[j][i - 1], table_v[j, i], table_p[j][i], 1, 1 << (i - 1))
-    values[-1] = 0
-    if positions is not None:
-        positions[-1] = height * width
-    return values, positions
+    num, channels, height, width = shape
+    levels_h, levels_w, cells = _levels(height), _levels(width), num * height * width
+    rank_dtype = torch.int16 if cells < 1 << 15 else torch.int32  # int16 halves the table: most of the time
+    flat = torch.empty(levels_w * levels_h * cells + 1, channels, device=order.device, dtype=rank_dtype)
+    flat[-1].fill_(cells)
+    # Level (0, 0): the rank of each cell, channels last (a lookup reads one row of C ranks).
+    ranks = torch.arange(cells, device=order.device, dtype=rank_dtype).view(num, 1, height * width)
+    level0 = flat[:cells].view(num, height * width, channels).transpose(1, 2)  # [N, C, H * W] view
+    level0.scatter_(2, order, ranks.expand_as(order))  # the cell at order[n, c, r] has rank n * H * W + r
+    # Widths: level (0, j) from (0, j - 1). Rows run on across cells, images and levels (one flat axis), so
+    # the shifted block of a cell near the right edge is some other cell: only blocks inside the map are read.
+    for j in range(1, levels_w):
+        shift, src, dst = 1 << (j - 1), (j - 1) * levels_h * cells, j * levels_h * cells
+        count = cells - shift
+        torch.minimum(flat.narrow(0, src, count), flat.narrow(0, src + shift, count),
+                      out=flat.narrow(0, dst, count))
+    # Heights: level (i, j) from (i - 1, j), for every width level j at once (the leading axis of this view).
+    by_width = flat[:-1].view(levels_w, levels_h * cells, channels)
+    for i in range(1, levels_h):
+        shift, src = (1 << (i - 1)) * width, (i - 1) * cells
+        count = cells - shift
+        torch.minimum(by_width.narrow(1, src, count), by_width.narrow(1, src + shift, count),
+                      out=by_width.narrow(1, src + cells, count))
+    return flat
 
 
-def _bin_edges(start: Tensor, length: Tensor, pooled: int, size: int) -> tuple[Tensor, Tensor]:
-    """Cell ranges [lo, hi) of the bins along one axis, clipped to [0, size].
+def _axis_blocks(start: Tensor, length: Tensor, pooled: int, size: int, level_stride: int,
+                 cell_stride: int) -> tuple[Tensor, Tensor]:
+    """The bins along one axis (torchvision's rules) and the two power-of-two blocks that cover each.
+
+    Bin p spans cells [lo, hi) = [floor(p * b), ceil((p + 1) * b)) + start, clipped to [0, size], with
+    b = length / pooled. Its blocks have 2^level cells, level = floor(log2(hi - lo)), and start at lo and at
+    hi - 2^level: both inside the map, overlapping unless the bin's length is a power of two.
 
     Args:
-        start: [K] first cell of each RoI (rounded), float. length: [K] its cell count (>= 1), float.
+        start: [K, 1] first cell of each RoI (rounded), float. length: [K, 1] its cell count (>= 1), float.
+        pooled: bins along the axis. size: cells along the axis.
+        level_stride, cell_stride: table rows from one level to the next, and from one cell to the next.
 
     Returns:
-        lo, hi: [K, pooled] int64.
+        offsets: [2, K, pooled] int64, level * level_stride + first cell * cell_stride for the two blocks.
+        empty: [K, pooled] bool, the bins with no cell on the map (their offsets are meaningless).
     """
-    bin_size = length[:, None] / pooled  # [K, 1]
-    index = torch.arange(pooled, device=start.device, dtype=start.dtype)  # [pooled]
-    lo = torch.floor(index * bin_size) + start[:, None]  # [K, pooled]
-    hi = torch.ceil((index + 1) * bin_size) + start[:, None]
-    return lo.clamp(0, size).long(), hi.clamp(0, size).long()
-
-
-def _floor_log2(length: Tensor, levels: int) -> Tensor:
-    """floor(log2(length)) for integer lengths >= 1, by counting powers of two (exact, unlike float log2)."""
-    return sum((length >= (1 << i)).long() for i in range(1, levels))
+    index = torch.arange(pooled + 1, device=start.device, dtype=start.dtype)  # [P + 1]
+    edges = index * (length / pooled)  # [K, P + 1], from the RoI's first cell: p * b, as torchvision
+    lo = (edges[:, :-1].floor() + start).clamp(0, size)  # [K, P]
+    hi = (edges[:, 1:].ceil() + start).clamp(0, size)
+    level = torch.frexp((hi - lo).clamp(min=1)).exponent - 1  # length = m * 2^e with m in [0.5, 1): exact
+    first = torch.stack([lo, hi - (1 << level)]).long()  # [2, K, P]
+    return level * level_stride + first * cell_stride, hi == lo
 
 
 def _corner_rows(rois: Tensor, spatial_scale: float, pooled_h: int, pooled_w: int, shape: torch.Size) -> Tensor:
-    """Rows of the sparse table holding the four blocks that cover each bin (torchvision's bin rules).
+    """Rows of _rank_table's table holding the four blocks that cover each bin (torchvision's bin rules).
 
     Args:
         rois: [K, 5] (batch index, x1, y1, x2, y2), image px. shape: the input's [N, C, H, W].
 
     Returns:
-        [4, K, PH, PW] int64 rows into _sparse_table's output; all four are its zero row for an empty bin.
+        [4, K * PH * PW] int64 table rows, bin (k, ph, pw) at k * PH * PW + ph * PW + pw; all four are the
+        table's last row (the rank of a zero) for an empty bin.
     """
+    num_rois = rois.shape[0]
     num, _, height, width = shape
-    cells = round_half_away_from_zero(rois[:, 1:] * spatial_scale)  # [K, 4] whole feature cells
-    x1, y1, x2, y2 = cells.unbind(1)
-    row_lo, row_hi = _bin_edges(y1, (y2 - y1 + 1).clamp(min=1), pooled_h, height)  # [K, PH]
-    col_lo, col_hi = _bin_edges(x1, (x2 - x1 + 1).clamp(min=1), pooled_w, width)  # [K, PW]
-    row_lo, row_hi = row_lo[:, :, None], row_hi[:, :, None]  # [K, PH, 1]
-    col_lo, col_hi = col_lo[:, None, :], col_hi[:, None, :]  # [K, 1, PW]
-    empty = (row_hi <= row_lo) | (col_hi <= col_lo)  # [K, PH, PW]
-    level_h = _floor_log2((row_hi - row_lo).clamp(min=1), _levels(height))
-    level_w = _floor_log2((col_hi - col_lo).clamp(min=1), _levels(width))
-    image = rois[:, 0].long()[:, None, None]  # [K, 1, 1]
-    level_start = ((level_w * _levels(height) + level_h) * num + image) * height  # [K, PH, PW]
-    corners = []
-    for y in (row_lo, row_hi - (1 << level_h)):  # top and bottom blocks, overlapping when h is not 2^i
-        for x in (col_lo, col_hi - (1 << level_w)):
-            y, x = y.clamp(0, height - 1), x.clamp(0, width - 1)  # moves only empty bins, redirected below
-            corners.append((level_start + y) * width + x)
-    zero_row = _levels(height) * _levels(width) * num * height * width
-    return torch.stack(corners).masked_fill_(empty, zero_row)  # [4, K, PH, PW]
+    cells = num * height * width
+    corners = round_half_away_from_zero(rois[:, 1:] * spatial_scale)  # [K, 4] whole feature cells
+    length = (corners[:, 2:] - corners[:, :2] + 1).clamp(min=1)  # [K, 2]: end cell inclusive, at least one
+    # row = ((level_w * LH + level_h) * N + n) * H * W + y * W + x: a term per axis, plus the image's
+    x, empty_x = _axis_blocks(corners[:, 0:1], length[:, 0:1], pooled_w, width, _levels(height) * cells, 1)
+    y, empty_y = _axis_blocks(corners[:, 1:2], length[:, 1:2], pooled_h, height, cells, width)  # [2, K, PH]
+    y = y + rois[:, :1].long() * (height * width)  # image n's rows start at n * H * W
+    rows = y.view(2, 1, num_rois, pooled_h, 1) + x.view(1, 2, num_rois, 1, pooled_w)  # [2, 2, K, PH, PW]
+    empty = empty_y.view(num_rois, pooled_h, 1) | empty_x.view(num_rois, 1, pooled_w)  # [K, PH, PW]
+    return rows.masked_fill_(empty, _levels(width) * _levels(height) * cells).view(4, -1)
 
 
-class _RoIPoolFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input: Tensor, rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float) -> Tensor:
-        num, channels, height, width = input.shape
-        corners = _corner_rows(rois.detach(), spatial_scale, pooled_h, pooled_w, input.shape)  # [4, K, PH, PW]
-        num_rois = corners.shape[1]
-        values, positions = _sparse_table(input, with_positions=ctx.needs_input_grad[0])
-        output = input.new_empty(num_rois, channels, pooled_h, pooled_w)
-        if positions is not None:
-            # argmax indexes the gradient as [N * C, H * W + 1]: each plane has a dummy last cell for empty bins
-            plane_size = height * width + 1
-            index_dtype = torch.int32 if num * channels * plane_size < 2**31 else torch.int64  # half the memory
-            argmax = torch.empty(num_rois, channels, pooled_h, pooled_w, dtype=index_dtype, device=input.device)
-            planes = rois[:, 0].detach().to(index_dtype)[:, None] * channels + torch.arange(
-                channels, device=input.device, dtype=index_dtype)  # [K, C] plane of each RoI and channel
-            planes = (planes * plane_size)[:, None, None, :]  # [K, 1, 1, C]
-        chunk = max(1, _CHUNK_ELEMENTS // (4 * pooled_h * pooled_w * channels))
-        for begin in range(0, num_rois, chunk):
-            end = min(begin + chunk, num_rois)
-            rows = corners[:, begin:end]  # [4, k, PH, PW]
-            candidates = values[rows]  # [4, k, PH, PW, C]
-            best = candidates.amax(dim=0)  # [k, PH, PW, C]
-            output[begin:end] = best.permute(0, 3, 1, 2)  # [k, PH, PW, C] -> [k, C, PH, PW]
-            if positions is not None:  # the earliest position among the corner blocks that hold the max
-                not_max = candidates != best  # [4, k, PH, PW, C]
-                # positions + plane_size where not a max (arithmetic: faster than masked_fill_ here)
-                first = torch.add(positions[rows], not_max, alpha=plane_size).amin(dim=0)  # [k, PH, PW, C]
-                argmax[begin:end] = (planes[begin:end] + first).permute(0, 3, 1, 2)
-        if positions is not None:
-            ctx.save_for_backward(argmax)
-        ctx.input_shape = input.shape
-        return output
-
-    @staticmethod
-    def backward(ctx, grad_output: Tensor):
-        (argmax,) = ctx.saved_tensors
-        num, channels, height, width = ctx.input_shape
-        grad = grad_output.new_zeros(num * channels * (height * width + 1))  # [N * C * (H * W + 1)]
-        grad.index_add_(0, argmax.flatten(), grad_output.flatten())
-        grad = grad.view(num, channels, height * width + 1)[..., :-1]  # drop each plane's dummy cell
-        return grad.reshape(ctx.input_shape), None, None, None, None
+def _roi_pool(input: Tensor, rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float) -> Tensor:
+    """roi_pool on checked arguments: rois [K, 5], same dtype and device as input [N, C, H, W]."""
+    num, channels, height, width = input.shape
+    num_rois = rois.shape[0]
+    if num * height * width == 0:  # no cells (so every bin is empty) or no images (so no RoIs): no table
+        return input.new_zeros(num_rois, channels, pooled_h, pooled_w)
+    values, order = input.flatten(2).sort(dim=2, descending=True, stable=True)  # [N, C, H * W], ties row-major
+    table = _rank_table(order, input.shape)
+    rows = _corner_rows(rois.detach(), spatial_scale, pooled_h, pooled_w, input.shape)  # [4, K * PH * PW]
+    rank = table.index_select(0, rows.view(-1)).view(4, -1, channels).amin(dim=0).long()  # [K * PH * PW, C]
+    # [N * H * W + 1, C]: row n * H * W + r holds the r-th largest cell of image n, the last row a zero
+    by_rank = torch.cat([values.transpose(1, 2).reshape(-1, channels), values.new_zeros(1, channels)])
+    output = by_rank.gather(0, rank)  # [K * PH * PW, C]; backward: a scatter-add to the argmax, as torchvision
+    return output.view(num_rois, pooled_h, pooled_w, channels).permute(0, 3, 1, 2).contiguous()  # [K, C, PH, PW]
 
 
 def roi_pool(
@@ -216,7 +176,7 @@ def roi_pool(
     input = check_feature_map(input)
     rois = as_roi_tensor(boxes, input)
     pooled_h, pooled_w = pair(output_size)
-    return _RoIPoolFunction.apply(input, rois, pooled_h, pooled_w, float(spatial_scale))
+    return _roi_pool(input, rois, pooled_h, pooled_w, float(spatial_scale))
 
 
 class RoIPool(nn.Module):
