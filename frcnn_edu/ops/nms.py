@@ -135,6 +135,12 @@ def greedy_keep(boxes: Tensor, alive: Tensor, iou_threshold: float, k: int, bloc
             that did not settle on (a deeper chain than `iterations`): never a wrong True.
         settled: [B] bool, True where every block settled, so keep is complete.
     """
+    with torch.autocast(boxes.device.type, enabled=False):  # 0/1 products: autocast would only add casts
+        return _greedy_keep(boxes, alive, iou_threshold, k, block, iterations)
+
+
+def _greedy_keep(boxes: Tensor, alive: Tensor, iou_threshold: float, k: int, block: int,
+                 iterations: int) -> tuple[Tensor, Tensor]:
     num_rows, num = boxes.shape[:2]
     corners = _corners(boxes)  # [5, B, P]
     alive = alive.float()[:, None, :]  # [B, 1, P]
