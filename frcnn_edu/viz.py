@@ -75,7 +75,7 @@ def draw_boxes(ax: Axes, boxes: Tensor | np.ndarray | Sequence, labels: Tensor |
         ax: the Axes, usually showing the image the boxes are in (same frame).
         boxes: [K, 4] xyxy, 0-based continuous px (orig px or image px, as the image shown).
         labels: [K] ints in 1..C (0 is the background); with class_names, shown as class_names[label - 1]
-            (the package's class tuples, e.g. data.BUILTIN_CLASSES, hold no background entry).
+            (the package's class tuples, e.g. builtin_dataset.BUILTIN_CLASSES, hold no background entry).
         scores: [K] floats, shown with 2 decimals.
         color: one matplotlib colour, or K of them.
         linewidth, linestyle, alpha: of the rectangles. fontsize: of the captions.

@@ -1,7 +1,6 @@
 """frcnn_edu.voc_subset: balanced, seeded class subsets, held-out tests, the command's one-line errors."""
 from __future__ import annotations
 
-import inspect
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -94,13 +93,8 @@ def test_subset_of_the_fixture_writes_two_lists_and_nothing_else(tmp_path, capsy
 def test_subset_is_readable_by_voc_dataset_with_its_classes(tmp_path):
     root = copy_fixture(tmp_path)
     subset(root, ["car", "chair"], "cc", max_images=3)  # 000003 also holds a sofa
-    flag = {"skip_other_classes": True} if "skip_other_classes" in inspect.signature(VOCDataset).parameters else {}
-    try:
-        data = VOCDataset(root / "VOCdevkit", year="2007", image_set="cc_trainval", classes=("car", "chair"), **flag)
-    except ValueError as error:
-        if not flag and "unknown class" in str(error):
-            pytest.xfail(f"data.py cannot read a class subset yet (needs skip_other_classes): {error}")
-        raise
+    data = VOCDataset(root / "VOCdevkit", year="2007", image_set="cc_trainval", classes=("car", "chair"),
+                      skip_other_classes=True)
     assert data.ids == ["000003", "000004", "000005"]
     assert [sorted(set(a["labels"].tolist())) for a in data.annotations] == [[2], [1], [2]]
 
