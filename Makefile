@@ -39,7 +39,7 @@ demo: $(STAMP)
 	$(PY) -m frcnn_edu.train --data builtin --root data/builtin --out runs/demo --iterations 10000 --time-budget 300 \
 	    --zoom 0.3 --config '{"test_scale": 1.4}'
 
-# Ratios against torchvision and selective search on this machine (about 20 minutes on a 2-core CPU): the ops
+# Ratios against torchvision and selective search on this machine (about 30 minutes on a 2-core CPU): the ops
 # (and on CUDA too when there is a GPU), the whole detector, proposals, scaling, torch.compile; then
 # benchmarks/RESULTS.md with the targets checked. Each script's own report lands in benchmarks/results/.
 # One CPU thread by default: torchvision's CPU kernels for the ops are single-threaded, and on a shared machine
