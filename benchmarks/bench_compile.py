@@ -16,8 +16,9 @@ inference) at a 600 x 1000 image and a small one (128 x 160), both implementatio
 head; the proposal layer and NMS stay eager); on CUDA also mode="reduce-overhead" (CUDA graphs), which a CPU run
 lists as skipped. A last, explain-only row traces our training step with the paper's top-N (2000 proposals after
 NMS, as bench_model.py runs it): tracing alone takes minutes.
-Why compile time matters here: NMS without host reads (frcnn_edu.ops.first_kept) is a Python loop of k fixed-shape
-steps, and Dynamo unrolls Python loops, so the graph grows with the proposal count and so does compile time.
+Why compile time matters here: NMS without host reads (frcnn_edu.ops.first_kept) is a Python loop over blocks of
+boxes (one custom op, frcnn_edu::settle, per block), and Dynamo unrolls Python loops, so the graph grows with the
+pre-NMS proposal count and so does compile time.
 A full run on a 2-core CPU takes about a minute or more per full-model compile, so the cases run in priority order
 within --budget-s seconds (600 x 1000 first); a case cut off by the budget says so and later ones are listed as
 skipped (--budget-s 1500 runs them all).

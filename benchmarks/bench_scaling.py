@@ -11,15 +11,13 @@ and inputs (CUDA: max_memory_allocated; CPU: peak RSS, each case in a fresh proc
    Anchors, and so the RPN's work, grow with the area; the proposal counts stay the paper's (2000 / 300 kept).
 2. Proposals kept after NMS, N = 300 .. 6000 (the paper trains with 2000 and tests with 300), at 600 x 1000, for
    training and inference alike, from a fixed pre-NMS top 12000 (the paper's training value). Our NMS
-   (frcnn_edu.ops.first_kept) stops after N survivors, N sequential steps, so its cost is linear in N;
-   torchvision's C++ NMS runs over all 12000 boxes (each survivor against the boxes after it), then keeps the
-   first N, so its cost hardly depends on N. With random weights the proposals are nearly the anchors, which
-   overlap their neighbours so much that NMS at the paper's IoU 0.7 keeps fewer than 3000 of 12000; this scan
-   uses IoU 0.9, so N really varies (torchvision's NMS, suppressing less, costs more there than at 0.7), and
-   the table gives the count our model actually kept (the mean over the batch).
-   The size scan's kept counts show the other side: below 600 x 1000 fewer than 2000 proposals survive, yet our
-   NMS still takes its 2000 fixed-shape steps (the price of no host reads), while torchvision's does less work
-   when it suppresses more.
+   (frcnn_edu.ops.first_kept) settles the boxes block by block, and each block meets the first N boxes kept
+   before it, so its pairs grow with N (12000 x (N + block)); torchvision's C++ NMS runs over all 12000 boxes
+   (each survivor against the boxes after it), then keeps the first N, so its cost hardly depends on N. With
+   random weights the proposals are nearly the anchors, which overlap their neighbours so much that NMS at the
+   paper's IoU 0.7 keeps fewer than 3000 of 12000; this scan uses IoU 0.9, so N really varies (torchvision's
+   NMS, suppressing less, costs more there than at 0.7), and the table gives the count our model actually kept
+   (the mean over the batch).
 Writes a markdown table (--out) and a PNG (--png): time and memory against image size and against N.
 `--quick`: two tiny images and two small N, one repeat, memory cases in one process (the smoke test).
 """

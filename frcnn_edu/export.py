@@ -11,8 +11,9 @@ Both exporters trace the forward pass into a graph of fixed shapes, so they need
 no shape that depends on the data. frcnn_edu's has none (fixed-size top-k, NMS as a keep mask); torchvision's
 FasterRCNN has both (boolean-mask filtering, per-image NMS lists), which the exporters cannot trace
 (notebook 01_from_rcnn_to_faster_rcnn shows both side by side).
-One translation is ours: ONNX has no stable sort, but its TopK breaks ties by the lower index first, which is
-what a stable descending sort does, so torch.sort(stable=True) is exported as a TopK over the whole axis.
+Two translations are ours. ONNX has no stable sort, but its TopK breaks ties by the lower index first, which is
+what a stable descending sort does, so torch.sort(stable=True) is exported as a TopK over the whole axis. And
+NMS's sequential step, the frcnn_edu::settle op, becomes an ONNX Loop (ops/settle_onnx.py).
 """
 from __future__ import annotations
 
@@ -66,11 +67,14 @@ def _sort_as_topk(self, stable=None, dim: int = -1, descending: bool = False):
 
 def export_onnx(model: FasterRCNN, path: str | Path, height: int, width: int, batch: int = 1) -> Path:
     """PaddedDetector(model) as an ONNX file (the dynamo-based exporter), inputs "images", for this input size."""
+    from .ops.settle_onnx import settle_loop  # needs onnxscript: the `export` extra
+
     path = Path(path)
+    translations = {torch.ops.aten.sort.stable: _sort_as_topk, torch.ops.frcnn_edu.settle.default: settle_loop}
     with torch.no_grad():
         program = torch.onnx.export(PaddedDetector(model), (example_images(height, width, batch),), dynamo=True,
                                     input_names=["images"], output_names=["boxes", "scores", "labels", "valid"],
-                                    custom_translation_table={torch.ops.aten.sort.stable: _sort_as_topk},
+                                    custom_translation_table=translations,
                                     verbose=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path))

@@ -57,6 +57,32 @@ def test_onnx_in_onnxruntime_equals_eager(model_and_images, tmp_path):
             assert_same(session.run(None, {"images": image[None].numpy()}), PaddedDetector(model)(image[None]))
 
 
+class Settle(torch.nn.Module):
+    def forward(self, suppress, alive):
+        return torch.ops.frcnn_edu.settle(suppress, alive)
+
+
+def test_onnx_settle_loop_is_exact_on_a_deep_chain(tmp_path):
+    """NMS's sequential step in ONNX (a Loop until nothing changes) equals the op on every kind of block: the
+    deepest chain (box i suppresses i + 1, 120 long), dense and sparse overlaps, dead boxes."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from frcnn_edu.ops.settle_onnx import settle_loop
+
+    gen = torch.Generator().manual_seed(0)
+    suppress = (torch.rand(3, 120, 120, generator=gen) < torch.tensor([0.0, 0.02, 0.5])[:, None, None]).float()
+    suppress = suppress.triu_(1)
+    suppress[0].diagonal(1).fill_(1)
+    alive = (torch.rand(3, 1, 120, generator=gen) > 0.1).float()
+    program = torch.onnx.export(Settle(), (suppress, alive), dynamo=True, verbose=False,
+                                custom_translation_table={torch.ops.frcnn_edu.settle.default: settle_loop})
+    program.save(str(tmp_path / "settle.onnx"))
+    session = onnxruntime.InferenceSession(str(tmp_path / "settle.onnx"))
+    names = [i.name for i in session.get_inputs()]
+    found = session.run(None, dict(zip(names, (suppress.numpy(), alive.numpy()))))[0]
+    expected = torch.ops.frcnn_edu.settle(suppress, alive)
+    assert torch.equal(torch.from_numpy(found), expected) and expected[0, 0, :6].tolist() == [1, 0, 1, 0, 1, 0]
+
+
 def test_the_command_names_a_bad_size(tmp_path, capsys):
     assert cli.main(["export", "--checkpoint", str(tmp_path / "x.pt"), "--height", "0"]) == 2
     assert "--height, --width and --batch must be >= 1, got 0" in capsys.readouterr().err

@@ -4,39 +4,18 @@ Greedy NMS (Fast R-CNN §2.2 uses it per class; Faster R-CNN §3.3 on proposals)
 score; keep a box unless a box kept before it overlaps it with IoU > iou_threshold (strictly greater: IoU equal
 to the threshold does not suppress). Notebook: 05_region_proposal_network.
 
-Why it is sequential. Sort the boxes by score and let S[i, j] = 1 when box i comes before box j and
-IoU(i, j) > iou_threshold. Greedy NMS is the recurrence
-
-    keep[j] = alive[j] and not any(S[i, j] and keep[i] for i < j),
-
-so each box waits for the fate of every box before it. Written as a loop over boxes (or over the k picks of the
-proposal layer), each step is a few operations, and on a GPU every operation is a kernel launch: the paper's
-12000 proposals made tens of thousands. No trick removes the wait for every input: a chain of boxes, each
-overlapping the next, needs as many steps as it is long.
-
-How few operations settle it anyway (the fixed point of Cluster-NMS, Zheng et al. 2020, arXiv:2005.03572):
+How it runs in a number of operations set by the shapes, never by how many boxes are kept:
 1. One stable sort by score (ties keep input order, as torchvision's CPU kernel).
-2. The boxes go in blocks of _BLOCK. S for a block's pairs, and for the pairs (box kept before the block, block
-   box), comes from a handful of large operations, with box_iou's arithmetic: the same bits as torchvision's.
-3. Inside a block, the recurrence is applied to all boxes at once, over and over:
-       x_0 = alive,   x_{t+1}[j] = alive[j] and not any_i(S[i, j] and x_t[i]),
-   one matrix-vector product per step (x_t @ S counts the kept boxes that suppress j). Two facts make it exact:
-   (a) after t steps the first t boxes are final: box 0 has nobody before it, and box j's new value reads only
-       boxes before j, which (by induction) were final one step earlier;
-   (b) if x_t and x_{t-1} agree on the first u boxes, those u are greedy NMS's answer: there x is a fixed point
-       of the recurrence, and the fixed point is unique (again by induction on j: keep[0] is forced, then
-       keep[1], ...). So a step that changes nothing proves the whole block exact.
-   Real boxes settle in a few steps, since overlaps form short chains around each object. Measured on proposals
-   decoded around the paper's anchor grid (IoU 0.3 to 0.7): at most 9 steps for blocks of 1024 boxes, 14 for
-   4096. _ITERATIONS steps are run, a number fixed in advance, so no convergence test is read on the host.
-4. Before a block settles, the boxes kept in earlier blocks (final, so chains across blocks cost nothing) remove
-   the block boxes they overlap: one more product.
-So the operation count depends on P / _BLOCK, never on how many boxes are kept.
-When a block has not settled (a chain deeper than _ITERATIONS: adversarial input), only its boxes before the
-first unsettled one are certain (fact b). The sync-free forms return that certain part: first_kept reports
-found=False from there on and nms_keep_mask drops those boxes, so they never return a box greedy NMS would drop.
-nms and batched_nms read their result on the host anyway; they also read a `settled` flag and, if it is False,
-redo the work with blocks of _EXACT_BLOCK boxes and as many steps, exact for any input (fact a).
+2. The boxes go in blocks of _BLOCK. Who suppresses whom (S[i, j] = 1 when box i comes before box j and their
+   IoU is above the threshold), for a block's pairs and for the pairs (box kept before the block, block box),
+   comes from a handful of large operations with box_iou's arithmetic: the same bits as torchvision's.
+3. The boxes kept in earlier blocks are final: one matrix product removes the block boxes they overlap.
+4. The block's own decisions are sequential (each box waits for every box before it), so they are one operator,
+   frcnn_edu::settle (ops/settle.py): one Triton kernel launch on CUDA, a fixed-point iteration elsewhere; exact
+   for any input.
+A block meets only the first k boxes kept before it (k: the survivors asked for), which bounds the work at
+P * (k + _BLOCK) pairs. Blocks trade operations (a GPU's cost) against arithmetic (a CPU's), so each device has
+its own size.
 """
 from __future__ import annotations
 
@@ -46,6 +25,7 @@ from torch import Tensor
 
 from ._checks import check_boxes, check_scores, check_tensor
 from .boxes import box_area
+from .settle import settle
 
 
 def _iou_above(iou: Tensor, iou_threshold: float) -> Tensor:
@@ -63,18 +43,18 @@ def _iou_above(iou: Tensor, iou_threshold: float) -> Tensor:
     return iou > float(threshold)
 
 
-# Boxes settled together. Fewer, larger blocks mean fewer operations (the GPU's cost: one launch each) but more
-# arithmetic (the CPU's: the settling steps cost P x block each). So each device gets its own: measured for
-# 12000 -> 2000 proposals, 1024: 891 ops, 0.32 s (one CPU thread); 2048: 453, 0.52 s; 3072: 307, 0.94 s.
-_BLOCK = 2048  # on a GPU (and any device but the CPU)
-_BLOCK_CPU = 256  # 6000 -> 300 proposals: 16 ms, against 175 ms with 2048 (one thread; torchvision 19 ms)
+# Boxes settled together. Fewer, larger blocks mean fewer operations (the GPU's cost: one launch each, about 20
+# per block) but more arithmetic (the CPU's: a block's pairs cost P x block). So each device gets its own.
+_BLOCK = 2048  # on a GPU (and any device but the CPU): 12000 proposals in 6 blocks
+# Measured on a trained RPN's proposals (the demo model, four VOC photos at 600 x 1000, one CPU thread), ms per
+# image for 6000 -> 300 and 12000 -> 2000: blocks of 128: 17 and 116; 256: 17 and 123; 1024: 52 and 187;
+# torchvision.ops.nms on the same boxes: 48 and 193.
+_BLOCK_CPU = 256
 
-_ITERATIONS = 16  # settling steps per block; realistic proposals need at most 14 (module docstring)
 # batched_nms's per-category rows on CPU, where pairs cost and launches are cheap: block b meets only the boxes
 # before it, so small blocks skip most of the lower triangle. 6000 boxes, IoU 0.3, one thread, 20 categories:
 # 64: 9.5 ms, 256: 17.8, 2048: 24.0; 2 categories: 54, 65, 237 ms. On a GPU, _BLOCK (fewer launches).
 _CATEGORY_BLOCK_CPU = 64
-_EXACT_BLOCK = 64  # nms's fallback: blocks of 64 boxes with 64 steps each, exact for any input (fact a)
 
 
 def _block_size(device: torch.device) -> int:
@@ -104,29 +84,7 @@ def _suppression(rows: Tensor, cols: Tensor, iou_threshold: float) -> Tensor:
     return _iou_above(inter.div_((r[4] + c[4]).sub_(inter)), iou_threshold).float()
 
 
-def _settle(suppress: Tensor, alive: Tensor, iterations: int) -> tuple[Tensor, Tensor]:
-    """Greedy NMS inside one block by fixed-point iteration: x <- alive and not any_i(S[i, j] and x[i]).
-
-    Args:
-        suppress: [B, W, W] float 0/1, S[i, j] for block boxes i before j (strictly upper triangular).
-        alive: [B, 1, W] float 0/1, the block boxes that no earlier block removed.
-        iterations: steps to run; the first t boxes are final after t steps (module docstring, fact a).
-
-    Returns:
-        x: [B, 1, W] float 0/1, the keep decisions after the last step.
-        changed: [B, 1, W] bool, where the last step changed x. All False: x is a fixed point, so greedy NMS's
-            answer (fact b); otherwise the boxes before the first True are still final.
-    """
-    x = previous = alive
-    for _ in range(iterations):
-        # x @ S counts the kept boxes that suppress each box: alive minus that count, floored at 0, is 1 exactly
-        # for an alive box that no kept box suppresses. One fused matrix product and one clamp per step.
-        previous, x = x, torch.baddbmm(alive, x, suppress, alpha=-1).clamp_(min=0)
-    return x, x != previous
-
-
-def greedy_keep(boxes: Tensor, alive: Tensor, iou_threshold: float, k: int, block: int,
-                iterations: int) -> tuple[Tensor, Tensor]:
+def greedy_keep(boxes: Tensor, alive: Tensor, iou_threshold: float, k: int, block: int) -> Tensor:
     """Greedy NMS for rows of boxes already sorted by decreasing score, block by block (module docstring).
 
     Args:
@@ -135,26 +93,21 @@ def greedy_keep(boxes: Tensor, alive: Tensor, iou_threshold: float, k: int, bloc
         iou_threshold: suppress when IoU > iou_threshold.
         k: survivors needed per row (P for all). A block meets only the first k boxes kept before it: later
             ones cannot change the first k survivors, and this bounds the work at P * (k + block) pairs.
-        block, iterations: boxes per block and settling steps per block (_BLOCK and _ITERATIONS);
-            iterations >= block is exact for any input.
+        block: boxes per block (_block_size).
 
     Returns:
-        keep: [B, P] bool, greedy NMS's decisions (exact up to the k-th survivor), False from the first box
-            that did not settle on (a deeper chain than `iterations`): never a wrong True.
-        settled: [B] bool, True where every block settled, so keep is complete.
+        [B, P] bool, greedy NMS's decisions, exact up to the k-th survivor of each row (all of them for k = P).
     """
     with torch.autocast(boxes.device.type, enabled=False):  # 0/1 products: autocast would only add casts
-        return _greedy_keep(boxes, alive, iou_threshold, k, block, iterations)
+        return _greedy_keep(boxes, alive, iou_threshold, k, block)
 
 
-def _greedy_keep(boxes: Tensor, alive: Tensor, iou_threshold: float, k: int, block: int,
-                 iterations: int) -> tuple[Tensor, Tensor]:
+def _greedy_keep(boxes: Tensor, alive: Tensor, iou_threshold: float, k: int, block: int) -> Tensor:
     num_rows, num = boxes.shape[:2]
     corners = _corners(boxes)  # [5, B, P]
     alive = alive.float()[:, None, :]  # [B, 1, P]
     rank = torch.arange(num, 0, -1, device=boxes.device, dtype=torch.float32)  # [P]: P .. 1, earliest largest
     keep = torch.zeros(num_rows, 1, num, device=boxes.device)  # [B, 1, P] float 0/1
-    changed = torch.zeros(num_rows, 1, num, dtype=torch.bool, device=boxes.device)
     for start in range(0, num, block):
         stop, earlier = min(start + block, num), min(k, start)
         cols = corners[:, :, start:stop]  # [5, B, w]
@@ -166,9 +119,8 @@ def _greedy_keep(boxes: Tensor, alive: Tensor, iou_threshold: float, k: int, blo
         if earlier:  # remove what the earlier kept boxes suppress: they are final
             block_alive = torch.baddbmm(block_alive, weight.clamp(max=1)[:, None], suppress[:, :earlier],
                                         alpha=-1).clamp_(min=0)
-        keep[:, :, start:stop], changed[:, :, start:stop] = _settle(suppress[:, earlier:], block_alive, iterations)
-    certain = changed.cumsum(dim=2) == 0  # [B, 1, P]: before the first unsettled box
-    return (keep > 0).logical_and_(certain)[:, 0], certain[:, 0, -1] if num else certain.new_ones(num_rows)
+        keep[:, :, start:stop] = settle(suppress[:, earlier:], block_alive)
+    return keep[:, 0] > 0
 
 
 def _first_true(mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -188,14 +140,13 @@ def _first_true(mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return indices.masked_fill_(weight == 0, 0), weight > 0
 
 
-def _sorted_keep(boxes: Tensor, scores: Tensor, iou_threshold: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Sort by score, then greedy_keep: order [N], keep [N] bool in that order, settled [] bool."""
+def _sorted_keep(boxes: Tensor, scores: Tensor, iou_threshold: float) -> tuple[Tensor, Tensor]:
+    """Sort by score, then greedy_keep: order [N], and keep [N] bool in that order."""
     order = torch.sort(scores, descending=True, stable=True).indices  # ties keep input order, as torchvision's CPU
     num = boxes.shape[0]
     alive = torch.ones(1, num, dtype=torch.bool, device=boxes.device)
-    keep, settled = greedy_keep(boxes[order][None], alive, iou_threshold, num, _block_size(boxes.device),
-                                _ITERATIONS)
-    return order, keep[0], settled[0]
+    keep = greedy_keep(boxes[order][None], alive, iou_threshold, num, _block_size(boxes.device))
+    return order, keep[0]
 
 
 def nms_keep_mask(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -207,13 +158,11 @@ def nms_keep_mask(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor
         iou_threshold: discard boxes that overlap a kept, higher-scoring box with IoU > iou_threshold.
 
     Returns:
-        [N] bool. Equal to torchvision's whenever every block settles (suppression chains of at most
-        _ITERATIONS boxes, always so on real detections); otherwise the boxes visited after the first unsettled
-        one are False: a prefix of torchvision's answer, never a box it would drop.
+        [N] bool, True for the boxes torchvision.ops.nms keeps.
     """
     boxes = check_boxes("boxes", boxes)
     scores = check_scores("scores", scores, boxes.shape[0], boxes.device)
-    order, keep_sorted, _ = _sorted_keep(boxes, scores, iou_threshold)
+    order, keep_sorted = _sorted_keep(boxes, scores, iou_threshold)
     return torch.zeros_like(keep_sorted).scatter_(0, order, keep_sorted)
 
 
@@ -228,16 +177,11 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     Returns:
         [K] int64 indices of the kept boxes, by decreasing score (equal scores: lower index first, as
         torchvision's CPU kernel; its CUDA kernel may order ties differently). The count K depends on the data,
-        so this reads the result on the host at the end (with it, the one `settled` flag; an unsettled block,
-        only on adversarial chains, is redone exactly with _EXACT_BLOCK). nms_keep_mask is the sync-free form.
+        so this reads the result on the host at the end; nms_keep_mask is the sync-free form.
     """
     boxes = check_boxes("boxes", boxes)
     scores = check_scores("scores", scores, boxes.shape[0], boxes.device)
-    order, keep_sorted, settled = _sorted_keep(boxes, scores, iou_threshold)
-    if not settled:
-        alive = torch.ones(1, boxes.shape[0], dtype=torch.bool, device=boxes.device)
-        keep_sorted = greedy_keep(boxes[order][None], alive, iou_threshold, boxes.shape[0],
-                                  block=_EXACT_BLOCK, iterations=_EXACT_BLOCK)[0][0]
+    order, keep_sorted = _sorted_keep(boxes, scores, iou_threshold)
     return order[keep_sorted]
 
 
@@ -249,7 +193,7 @@ def _per_category_keep(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshol
 
     Returns:
         [N] bool keep mask in the input order. Reads the number of categories and the largest one on the host
-        (the padded batch's shape), and greedy_keep's `settled` flags.
+        (the padded batch's shape).
     """
     num = boxes.shape[0]
     by_score = torch.sort(scores, descending=True, stable=True).indices  # [N], ties keep input order
@@ -266,9 +210,7 @@ def _per_category_keep(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshol
     alive = torch.zeros(num_rows, width, dtype=torch.bool, device=boxes.device)
     alive[row, column] = True
     block = _CATEGORY_BLOCK_CPU if boxes.device.type == "cpu" else _BLOCK
-    keep, settled = greedy_keep(batch, alive, iou_threshold, width, block, _ITERATIONS)
-    if not settled.all():  # a chain deeper than _ITERATIONS (adversarial input): redo exactly, as nms
-        keep = greedy_keep(batch, alive, iou_threshold, width, _EXACT_BLOCK, _EXACT_BLOCK)[0]
+    keep = greedy_keep(batch, alive, iou_threshold, width, block)
     return torch.zeros_like(starts).scatter_(0, order, keep[row, column])
 
 
@@ -312,8 +254,8 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
 def first_kept(boxes: Tensor, valid: Tensor, iou_threshold: float, k: int) -> tuple[Tensor, Tensor]:
     """The first k boxes that greedy NMS keeps, for batches of boxes already sorted by decreasing score.
 
-    greedy_keep settles the rows' keep decisions in a number of operations set by the shapes (P / block blocks
-    of _ITERATIONS steps), never by k; a top-k then gathers the first k kept positions.
+    greedy_keep settles the rows' keep decisions in a number of operations set by the shapes (about 25 per block
+    of _BLOCK boxes), never by k; a top-k then gathers the first k kept positions.
 
     Args:
         boxes: [B, P, 4] float, xyxy, sorted by decreasing score along P.
@@ -323,13 +265,11 @@ def first_kept(boxes: Tensor, valid: Tensor, iou_threshold: float, k: int) -> tu
 
     Returns:
         indices: [B, k] int64 into P, in order of survival (so by decreasing score).
-        found: [B, k] bool, False where fewer than k boxes survived (those indices are meaningless). Exactly
-            greedy NMS's first k survivors when every block settled; otherwise found is False from the first
-            unsettled box on (see nms_keep_mask).
+        found: [B, k] bool, False where fewer than k boxes survived (those indices are meaningless).
+        Exactly greedy NMS's first k survivors, as torchvision.ops.nms's first k.
     """
     check_boxes("boxes", boxes, batched=True)
     check_tensor("valid", valid)
     if boxes.dim() != 3:
         raise ValueError(f"boxes must have shape [B, P, 4] (xyxy), got {tuple(boxes.shape)}")
-    keep, _ = greedy_keep(boxes, valid, iou_threshold, k, _block_size(boxes.device), _ITERATIONS)
-    return _first_true(keep, k)
+    return _first_true(greedy_keep(boxes, valid, iou_threshold, k, _block_size(boxes.device)), k)
