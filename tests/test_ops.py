@@ -538,12 +538,16 @@ def test_roi_ops_list_form_and_many_images(device, op):
 def test_roi_align_one_block_per_image(device, sampling_ratio, chunk_elements, monkeypatch):
     # Equal RoI counts per image (the detector's layout) take the per-image matrix products; a chunk size
     # of 1 element forces one RoI per chunk. Values and gradients still equal torchvision's.
+    # The [K, 5] form takes the one-hot products, chunked the same way.
     if chunk_elements is not None:
-        monkeypatch.setattr(importlib.import_module("frcnn_edu.ops.roi_align"), "_CHUNK_ELEMENTS", chunk_elements)
+        for name in ("_CHUNK_ELEMENTS", "_CHUNK_ELEMENTS_CPU"):  # whatever the device
+            monkeypatch.setattr(importlib.import_module("frcnn_edu.ops.roi_align"), name, chunk_elements)
     input = torch.randn(3, 4, 9, 12, generator=_gen(70), dtype=F64).to(device)
     boxes = [make_rois("random", 0.5, seed=71 + i, num=5)[:, 1:].to(device) for i in range(3)]
-    check_roi_parity(lambda x, b: ops.roi_align(x, b, (2, 3), 0.5, sampling_ratio),
-                     lambda x, b: tv.roi_align(x, b, (2, 3), 0.5, sampling_ratio), input, boxes)
+    for form in (boxes, torch.cat([torch.cat([torch.full((5, 1), i, dtype=F64, device=device), b], dim=1)
+                                   for i, b in enumerate(boxes)])):
+        check_roi_parity(lambda x, b: ops.roi_align(x, b, (2, 3), 0.5, sampling_ratio),
+                         lambda x, b: tv.roi_align(x, b, (2, 3), 0.5, sampling_ratio), input, form)
 
 
 @pytest.mark.parametrize("op", ["roi_pool", "roi_align"])
