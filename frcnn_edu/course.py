@@ -16,7 +16,8 @@ from .builtin_dataset import BUILTIN_CLASSES
 from .cache import cache_path
 from .checkpoint import load_checkpoint
 from .model import FasterRCNN
-from .train import InMemory, Trainer, TrainArgs, build_model, load_split
+from .train import Trainer, TrainArgs, build_model
+from .training_data import InMemory, load_split
 
 
 def course_model(iterations: int = 800, run_dir: str | Path | None = None,

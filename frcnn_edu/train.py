@@ -1,18 +1,24 @@
-"""Training and evaluation: the loop, checkpoints that survive interruption, VOC mAP, pictures of the run.
+"""Training and evaluation: the loop, checkpoints that survive interruption, VOC and COCO mAP, the run's logs.
 
     frcnn-edu train --data builtin --out runs/demo --time-budget 300    # or: python -m frcnn_edu.train ...
-    frcnn-edu train --data voc --root data/VOCdevkit --image-set catdog_trainval --backbone vgg16 ...
+    frcnn-edu train --data voc --root data/VOCdevkit --year 2007+2012 --backbone vgg16 --pretrained ...
+    frcnn-edu train --data coco --annotations train.json --images photos/ --test-annotations val.json ...
+    torchrun --nproc_per_node=N -m frcnn_edu.train ...                 # N processes (distributed.py)
 
 The paper's optimiser (Fast §2.3 / FRCNN §3.1.3): SGD, momentum 0.9, weight decay 5e-4; here with a linear
 warm-up and a cosine decay over `--iterations` (FRCNN steps the rate down once, by 10x, after 60k of 80k
 mini-batches; a cosine does the same job smoothly on short runs). Augmentation: the papers' horizontal flips,
 plus zoom crops (`--zoom`, augment.zoom_crop), without which the tiny backbone memorises the 500 built-in images.
 Everything random is drawn from the seed: the data order, flips and crops per epoch from (seed, epoch), the
-model's anchor and RoI sampling from torch's RNG, whose state the checkpoint keeps, so `--resume` continues
-exactly where an interrupted run stopped.
+model's anchor and RoI sampling from torch's RNG, whose state the checkpoint keeps (every rank's), so `--resume`
+continues exactly where an interrupted run stopped.
+--batch-size is the total batch of a step, over all processes, and --lr goes with it: to use more GPUs at the same
+batch per GPU, raise both by the same factor (the linear scaling rule, Goyal et al. 2017, arXiv:1706.02677).
 Run folder (--out; default: a folder under the per-user cache, cache.py): checkpoint.pt (written atomically each
-epoch, at the end and on Ctrl-C), losses.csv (one row per iteration), metrics.json, losses.png, detections.png.
-The built-in dataset is generated into --root (default: the cache's builtin/). Notebook: 06_fast_rcnn_head.
+epoch, at the end and on Ctrl-C), losses.csv (one row per iteration), tensorboard/ (losses, learning rate, mAP
+and detections, for `tensorboard --logdir RUN`), metrics.json, detections.json (COCO results), losses.png,
+detections.png. The built-in dataset is generated into --root (default: the cache's builtin/).
+Notebook: 06_fast_rcnn_head.
 """
 from __future__ import annotations
 
@@ -26,18 +32,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
-from .augment import hflip, zoom_crop
-from .builtin_dataset import BUILTIN_CLASSES, make_builtin_dataset
+from . import distributed
 from .builtin_dataset import VERSION as BUILTIN_VERSION
 from .cache import cache_path
 from .checkpoint import load_checkpoint, save_atomic
 from .config import FasterRCNNConfig
+from .distributed import World
 from .metrics import voc_map
 from .model import FasterRCNN
-from .voc import VOC_CLASSES, VOCDataset, load_image
+from .training_data import FromDisk, InMemory, class_names, epoch_plan, load_split, planned_batches
 
 LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
 
@@ -46,23 +51,30 @@ LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_bo
 class TrainArgs:
     """Command-line options; the defaults are the demo's (tiny backbone, built-in dataset, CPU)."""
 
-    data: str = "builtin"  # "builtin" or "voc"
+    data: str = "builtin"  # "builtin", "voc" or "coco"
     root: str = ""  # builtin: where to generate it (default: the cache's builtin/); voc: a VOCdevkit folder
-    year: str = ""  # VOC year folder ("2007", "2012"); builtin: "builtin"
+    year: str = ""  # VOC year folder ("2007", "2012", "2007+2012"); builtin: "builtin"
     image_set: str = "trainval"
     test_set: str = "test"
+    annotations: str = ""  # coco: the training images' COCO-format JSON file
+    images: str = ""  # coco: the folder its file_name entries are relative to
+    test_annotations: str = ""  # coco: the test images' JSON (default: --annotations)
+    test_images: str = ""  # coco: their folder (default: --images)
     classes: tuple[str, ...] = ()  # default: the dataset's own class list
     backbone: str = "tiny"
     pretrained: bool = False
     iterations: int = 3000
-    batch_size: int = 4
+    batch_size: int = 4  # images per step in total, over all processes (torchrun)
     lr: float = 0.04  # with batch norm in the tiny backbone; 0.02 learned slower on the built-in dataset
     momentum: float = 0.9  # Fast §2.3
     weight_decay: float = 5e-4  # Fast §2.3 / FRCNN §3.1.3
     warmup: int = 100
     flip: bool = True  # Fast §2.3 / FRCNN §3.3: horizontal flips, the only augmentation
     zoom: float = 0.5  # probability of a zoom crop (augment.zoom_crop; not in the papers), 0 = flips only
-    amp: bool = True  # bfloat16 autocast for convolutions and FC layers (~1.5x on a CPU); boxes stay float32
+    amp: bool = True  # autocast for convolutions and FC layers (~1.5x on a CPU); boxes stay float32
+    amp_dtype: str = "auto"  # bfloat16, or float16 with a gradient scaler; auto: bfloat16 where the device has it
+    in_memory: bool = False  # decode the training images once into memory, instead of from disk each epoch
+    workers: int = 0  # DataLoader processes that decode and augment the next batches (0: in the training process)
     seed: int = 0
     time_budget: float = 0.0  # seconds of training, 0 = no limit
     device: str = "cpu"
@@ -72,77 +84,22 @@ class TrainArgs:
     config: dict = field(default_factory=dict)  # FasterRCNNConfig overrides
 
 
-def class_names(args: TrainArgs) -> tuple[str, ...]:
-    return tuple(args.classes) or (BUILTIN_CLASSES if args.data == "builtin" else VOC_CLASSES)
+def training_images(args: TrainArgs, image_set: str, test: bool = False) -> FromDisk:
+    """The split's images as the run reads them: decoded once (--in-memory) or from disk when needed."""
+    splits = load_split(args, image_set, test=test)
+    return InMemory(splits) if args.in_memory else FromDisk(splits)
 
 
-def load_split(args: TrainArgs, image_set: str) -> VOCDataset:
-    """The dataset of one image set, generating the built-in one on first use."""
-    if args.data == "builtin":
-        voc_root, year = make_builtin_dataset(args.root or None, seed=0), args.year or "builtin"
-    elif args.data == "voc":
-        voc_root, year = Path(args.root or cache_path("voc", "VOCdevkit")), args.year or "2007"
-        if not voc_root.is_dir():
-            raise FileNotFoundError(f"--root {voc_root} is not a folder; it must be a VOCdevkit folder "
-                                    f"(frcnn-edu download voc2007 --root data, then --root data/VOCdevkit)")
-    else:
-        raise ValueError(f"--data must be 'builtin' or 'voc', got {args.data!r}")
-    # --classes cat,dog picks a subset of the dataset's classes: objects of the others are left out
-    dataset = VOCDataset(voc_root, year=year, image_set=image_set, classes=class_names(args),
-                         skip_other_classes=bool(args.classes))
-    if len(dataset) == 0:
-        raise ValueError(f"image set {image_set!r} in {voc_root} is empty")
-    if not any(len(a["labels"]) for a in dataset.annotations):
-        raise ValueError(f"image set {image_set!r} in {voc_root} has no object of class "
-                         f"{', '.join(class_names(args))}; check --classes")
-    return dataset
-
-
-class InMemory:
-    """A dataset's images (uint8, to save memory) and annotations, decoded once: epochs then cost no I/O."""
-
-    def __init__(self, dataset: VOCDataset):
-        self.images = [(load_image(dataset.image_path(i)) * 255).round().to(torch.uint8) for i in dataset.ids]
-        self.targets = [dataset.annotations[i] for i in range(len(dataset))]
-        self.folder = dataset.year_dir
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def get(self, index: int, flip: bool, device: torch.device, zoom: Tensor | None = None) -> tuple[Tensor, dict]:
-        """Image `index` as float [3, H, W] in [0, 1] and its target, flipped and zoom-cropped (zoom: augment.zoom_crop's
-        draw, or None) on the CPU, then moved to device."""
-        image, target = self.images[index], self.targets[index]
-        target = dict(boxes=target["boxes"], labels=target["labels"])
-        if zoom is not None:
-            image, target = zoom_crop(image, target, zoom)
-        image = image.float().div_(255)
-        if flip:
-            image, target = hflip(image, target)
-        return image.to(device), {k: v.to(device) for k, v in target.items()}
-
-
-@dataclass
-class EpochPlan:
-    """One epoch's batches (lists of image indices) and per-image augmentation, drawn from (seed, epoch) alone,
-    so a resumed run redraws the same. flips: [I] bool. zooms: [I, 3] zoom_crop draws, rows of NaN for none."""
-
-    batches: list[list[int]]
-    flips: Tensor
-    zooms: Tensor
-
-    def augment(self, index: int) -> tuple[bool, Tensor | None]:
-        return bool(self.flips[index]), None if self.zooms[index].isnan().any() else self.zooms[index]
-
-
-def epoch_plan(num_images: int, batch_size: int, seed: int, epoch: int, flip: bool, zoom: float = 0.0) -> EpochPlan:
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(num_images, generator=generator)
-    flips = (torch.rand(num_images, generator=generator) < 0.5) & flip
-    zooms = torch.rand(num_images, 3, generator=generator)
-    zooms[torch.rand(num_images, generator=generator) >= zoom] = float("nan")
-    batches = [order[i : i + batch_size].tolist() for i in range(0, num_images - batch_size + 1, batch_size)]
-    return EpochPlan(batches, flips, zooms)
+def autocast_dtype(args: TrainArgs, device: torch.device) -> torch.dtype:
+    """--amp-dtype, or bfloat16 where the device computes in it (CPUs, Ampere and later GPUs), else float16."""
+    choices = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+    if args.amp_dtype in choices:
+        return choices[args.amp_dtype]
+    if args.amp_dtype != "auto":
+        raise ValueError(f"--amp-dtype must be auto, bfloat16 or float16, got {args.amp_dtype!r}")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():  # e.g. a T4
+        return torch.float16
+    return torch.bfloat16
 
 
 def learning_rate(args: TrainArgs, iteration: int, seconds: float = 0.0) -> float:
@@ -164,16 +121,58 @@ def run_folder(args: TrainArgs) -> Path:
     return Path(args.out) if args.out else cache_path("runs", "train")
 
 
-class Trainer:
-    """The training loop with progress, logging, checkpoints, resume and a time budget."""
+class RunLog:
+    """losses.csv and TensorBoard's event files, written as training goes (rank 0 only).
 
-    def __init__(self, args: TrainArgs, model: FasterRCNN, data: InMemory):
-        self.args, self.model, self.data = args, model, data
-        self.device = torch.device(args.device)
+    On resume the CSV keeps the rows up to the checkpoint's iteration, so it matches the weights; TensorBoard
+    shows a resumed run's repeated iterations as its own newer points."""
+
+    def __init__(self, folder: Path, iteration: int):
+        path = folder / "losses.csv"
+        rows = []
+        if iteration and path.exists():
+            with open(path) as f:
+                rows = [r for r in csv.reader(f)][1:]
+            rows = [r for r in rows if int(r[0]) <= iteration]
+        self.file = open(path, "w", newline="")
+        self.csv = csv.writer(self.file)
+        self.csv.writerow(["iteration", "seconds", "lr", *LOSS_NAMES])
+        self.csv.writerows(rows)
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when a run starts
+        self.board = SummaryWriter(str(folder / "tensorboard"), purge_step=iteration + 1, flush_secs=10)
+
+    def step(self, iteration: int, seconds: float, lr: float, losses: dict[str, float]) -> None:
+        self.csv.writerow([iteration, f"{seconds:.2f}", f"{lr:.6f}"] + [f"{losses[k]:.5f}" for k in LOSS_NAMES])
+        self.file.flush()
+        for name, value in losses.items():
+            self.board.add_scalar(f"loss/{name.removeprefix('loss_')}", value, iteration)
+        self.board.add_scalar("loss/total", sum(losses.values()), iteration)
+        self.board.add_scalar("lr", lr, iteration)
+
+    def close(self) -> None:
+        self.file.close()
+        self.board.close()
+
+
+class Trainer:
+    """The training loop with progress, logging, checkpoints, resume, a time budget, and torchrun's processes."""
+
+    def __init__(self, args: TrainArgs, model: FasterRCNN, data: FromDisk, world: World = World(),
+                 device: torch.device | None = None):
+        self.args, self.model, self.data, self.world = args, model, data, world
+        self.device = device or torch.device(args.device)
+        distributed.check_batch(args.batch_size, world)
         self.out = run_folder(args)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if world.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        # the network that computes the losses: DistributedDataParallel averages its gradients over the ranks
+        self.network = model if world.size == 1 else torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+        self.amp_dtype = autocast_dtype(args, self.device)
+        # float16's narrow range underflows small gradients: scale the loss up, and the gradients back down
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp and self.amp_dtype == torch.float16)
         self.iteration, self.train_seconds = 0, 0.0
 
     @property
@@ -182,111 +181,119 @@ class Trainer:
 
     def recipe(self) -> dict:
         """What determines the weights apart from the model config: the optimisation and data options."""
-        skip = ("out", "root", "resume", "time_budget", "device", "eval_images")
+        skip = ("out", "root", "resume", "time_budget", "device", "eval_images", "in_memory", "workers",
+                "annotations", "images", "test_annotations", "test_images")
         recipe = {k: v for k, v in asdict(self.args).items() if k not in skip}
         if self.args.data == "builtin":  # a new version of the generator draws other images
             recipe["builtin_version"] = BUILTIN_VERSION
         return recipe
 
+    def _rng_states(self) -> dict:
+        return dict(cpu=torch.get_rng_state(),
+                    cuda=torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
+
     def state(self) -> dict:
+        """The checkpoint: weights, optimiser, progress, and every rank's random-number states (rank order)."""
+        rngs = distributed.gather(self._rng_states(), self.world)  # a collective: every rank calls save()
         return dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), iteration=self.iteration,
-                    train_seconds=self.train_seconds, rng=torch.get_rng_state(), recipe=self.recipe(),
-                    config=asdict(self.model.config), num_classes=self.model.num_classes,
-                    backbone=self.args.backbone, classes=list(class_names(self.args)))
+                    train_seconds=self.train_seconds, rng=rngs[0]["cpu"], rank_rngs=rngs,
+                    scaler=self.scaler.state_dict(), recipe=self.recipe(), config=asdict(self.model.config),
+                    num_classes=self.model.num_classes, backbone=self.args.backbone,
+                    classes=list(class_names(self.args)), world_size=self.world.size)
 
     def save(self) -> None:
-        save_atomic(self.state(), self.checkpoint_path)
+        state = self.state()
+        if self.world.main:
+            save_atomic(state, self.checkpoint_path)
 
     def load(self) -> None:
-        """Continue from checkpoint.pt; refuse one made with another model configuration."""
+        """Continue from checkpoint.pt; refuse one made with another model configuration or number of processes."""
         if not self.checkpoint_path.exists():
             raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path}")
         state = load_checkpoint(self.checkpoint_path, self.device)
         mine = dict(config=asdict(self.model.config), num_classes=self.model.num_classes, backbone=self.args.backbone,
-                    classes=list(class_names(self.args)))
+                    classes=list(class_names(self.args)), world_size=self.world.size)
         for key, value in mine.items():
-            if state[key] != value:
+            if state.get(key, 1 if key == "world_size" else None) != value:
                 raise ValueError(f"{self.checkpoint_path} comes from another configuration: {key} is "
-                                 f"{state[key]!r} there, {value!r} here")
+                                 f"{state.get(key)!r} there, {value!r} here")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration, self.train_seconds = state["iteration"], state["train_seconds"]
-        torch.set_rng_state(state["rng"])
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        rngs = state.get("rank_rngs") or [dict(cpu=state["rng"], cuda=None)]
+        torch.set_rng_state(rngs[self.world.rank]["cpu"].cpu())
+        if rngs[self.world.rank]["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rngs[self.world.rank]["cuda"].cpu(), self.device)
 
-    def step(self, batch: list[int], plan: EpochPlan) -> dict[str, float]:
+    def step(self, images: list, targets: list) -> dict[str, float]:
+        """One SGD step on this rank's images (CPU tensors); returns the losses averaged over the ranks."""
         self.lr = learning_rate(self.args, self.iteration, self.train_seconds)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        images, targets = zip(*(self.data.get(i, flip, self.device, zoom)
-                                for i, (flip, zoom) in zip(batch, map(plan.augment, batch))))
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.amp):
-            losses = self.model(list(images), list(targets))
-        total = sum(losses.values())
+        images = [image.to(self.device, non_blocking=True) for image in images]
+        targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.args.amp):
+            losses = self.network(images, targets)
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
+        self.scaler.scale(sum(losses.values())).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.iteration += 1
-        return {k: float(v.detach()) for k, v in losses.items()}
+        return distributed.mean_over_ranks({k: float(v.detach()) for k, v in losses.items()}, self.world,
+                                           self.device)
 
     def fit(self, stop_after: int | None = None) -> None:
         """Train up to args.iterations (or `stop_after` more iterations, for tests), within the time budget."""
-        args, model = self.args, self.model
-        model.train()
+        args, world = self.args, self.world
+        self.model.train()
         per_epoch = len(self.data) // args.batch_size
+        if per_epoch == 0:
+            raise ValueError(f"--batch-size {args.batch_size} is larger than the {len(self.data)} training images")
         last = args.iterations if stop_after is None else min(args.iterations, self.iteration + stop_after)
-        log = self._open_log()
+        log = RunLog(self.out, self.iteration) if world.main else None
         bar = tqdm(total=args.iterations, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
-                   disable=None)
+                   disable=None if world.main else True)
         started, running = time.perf_counter() - self.train_seconds, None
         try:
             while self.iteration < last:
                 epoch, position = divmod(self.iteration, per_epoch)
                 plan = epoch_plan(len(self.data), args.batch_size, args.seed, epoch, args.flip, args.zoom)
-                for batch in plan.batches[position:]:
-                    losses = self.step(batch, plan)
+                shards = [distributed.shard(batch, world) for batch in plan.batches[position:]]
+                out_of_time = False
+                for images, targets in planned_batches(self.data, plan, shards, args.workers):
+                    losses = self.step(images, targets)
                     self.train_seconds = time.perf_counter() - started
-                    log.writerow([self.iteration, f"{self.train_seconds:.2f}", f"{self.lr:.6f}"]
-                                 + [f"{losses[k]:.5f}" for k in LOSS_NAMES])
+                    if log:
+                        log.step(self.iteration, self.train_seconds, self.lr, losses)
                     running = losses if running is None else {k: 0.9 * running[k] + 0.1 * losses[k] for k in losses}
                     bar.update(1)
                     bar.set_postfix(loss=f"{sum(running.values()):.3f}", cls=f"{running['loss_classifier']:.3f}")
-                    if self.iteration >= last or (args.time_budget and self.train_seconds >= args.time_budget):
+                    # every rank stops at the same step: rank clocks differ, and DDP needs all of them
+                    out_of_time = distributed.any_rank(
+                        bool(args.time_budget) and self.train_seconds >= args.time_budget, world, self.device)
+                    if self.iteration >= last or out_of_time:
                         break
                 self.save()  # each epoch (and at the end)
-                if args.time_budget and self.train_seconds >= args.time_budget:
+                if out_of_time:
                     tqdm.write(f"time budget of {args.time_budget:.0f} s reached at iteration {self.iteration}")
                     break
         except KeyboardInterrupt:
-            self.save()
+            if world.size == 1:  # with several processes the others may be gone: keep the last epoch's checkpoint
+                self.save()
             tqdm.write(f"interrupted: checkpoint saved at iteration {self.iteration} in {self.checkpoint_path}; "
-                       f"continue with --resume")
+                       f"continue with --resume" if world.size == 1 else
+                       f"interrupted: continue from the last epoch's checkpoint with --resume")
             raise
         finally:
             bar.close()
-            log.close()
-
-    def _open_log(self):
-        """losses.csv, with the rows after the resumed iteration dropped, so it matches the weights."""
-        path = self.out / "losses.csv"
-        rows = []
-        if self.iteration and path.exists():
-            with open(path) as f:
-                rows = [r for r in csv.reader(f)][1:]
-            rows = [r for r in rows if int(r[0]) <= self.iteration]
-        f = open(path, "w", newline="")
-        writer = csv.writer(f)
-        writer.writerow(["iteration", "seconds", "lr", *LOSS_NAMES])
-        writer.writerows(rows)
-
-        class Log:  # a csv writer that also closes its file
-            writerow = staticmethod(lambda row: (writer.writerow(row), f.flush()))
-            close = staticmethod(f.close)
-
-        return Log()
+            if log:
+                log.close()
 
 
 @torch.no_grad()
-def predict(model: FasterRCNN, data: InMemory, device: torch.device, batch_size: int = 8,
+def predict(model: FasterRCNN, data: FromDisk, device: torch.device, batch_size: int = 8,
             limit: int = 0) -> list[dict]:
     """Detections (orig px, on the CPU) for the first `limit` images of `data` (all when 0)."""
     model.eval()
@@ -298,13 +305,16 @@ def predict(model: FasterRCNN, data: InMemory, device: torch.device, batch_size:
     return results
 
 
-def evaluate(model: FasterRCNN, data: InMemory, device: torch.device, names: tuple[str, ...],
+def evaluate(model: FasterRCNN, data: FromDisk, device: torch.device, names: tuple[str, ...],
              limit: int = 0) -> tuple[dict, list[dict]]:
-    """VOC07 11-point mAP@0.5 (and the VOC2010+ area) on `data`; also returns the detections."""
+    """VOC07 11-point mAP@0.5, the VOC2010+ area mAP, and COCO's mAP@[.5:.95], AP50 and AP75 (coco_eval.py) on
+    `data`; also returns the detections."""
+    from .coco_eval import coco_map
+
     detections = predict(model, data, device, limit=limit)
     truths = data.targets[: len(detections)]
     voc07, area = voc_map(detections, truths, use_07_metric=True), voc_map(detections, truths, use_07_metric=False)
-    metrics = dict(map=voc07["map"], map_area=area["map"],
+    metrics = dict(map=voc07["map"], map_area=area["map"], **coco_map(detections, truths, names),
                    ap={names[c - 1]: voc07["ap"][c] for c in sorted(voc07["ap"])}, test_images=len(detections))
     return metrics, detections
 
@@ -315,31 +325,64 @@ def build_model(args: TrainArgs, num_classes: int) -> FasterRCNN:
     return FasterRCNN(num_classes, args.backbone, config, pretrained=args.pretrained)
 
 
-def run(args: TrainArgs) -> dict:
-    """Train, evaluate on the test split, and write metrics.json, losses.png and detections.png into args.out."""
-    from . import viz
+def write_results(out: Path, iteration: int, metrics: dict, detections: list[dict], test_data: FromDisk,
+                  names: tuple[str, ...]) -> None:
+    """metrics.json, detections.json (COCO results: a COCO file's own image and category ids, else images numbered
+    in test-set order), losses.png, detections.png, and the metrics and picture in TensorBoard."""
+    from torch.utils.tensorboard import SummaryWriter
 
-    torch.manual_seed(args.seed)
-    names = class_names(args)
-    train_data = InMemory(load_split(args, args.image_set))
-    test_data = InMemory(load_split(args, args.test_set))
-    model = build_model(args, len(names) + 1).to(args.device)
-    trainer = Trainer(args, model, train_data)
-    tqdm.write(f"images from {train_data.folder}; run folder {trainer.out}", file=sys.stderr)  # where it all goes
-    if args.resume:
-        trainer.load()
-    trainer.fit()
-    metrics, detections = evaluate(model, test_data, trainer.device, names, args.eval_images)
-    metrics.update(train_seconds=round(trainer.train_seconds, 1), iterations=trainer.iteration,
-                   train_images=len(train_data), backbone=args.backbone, device=args.device)
-    out = trainer.out
+    from . import viz
+    from .coco_eval import coco_results
+    from .training_data import read_pixels
+
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    image_ids = test_data.ids[: len(detections)]
+    numbered = None if all(i.isdigit() for i in image_ids) else range(1, len(image_ids) + 1)  # VOC2012's 2007_000027
+    results = coco_results(detections, image_ids, numbered, test_data.category_ids)
+    (out / "detections.json").write_text(json.dumps(results) + "\n")
     viz.plot_loss_curves(out / "losses.csv", out / "losses.png")
     viz.plot_detection_grid(test_data, detections, names, out / "detections.png")
+    with SummaryWriter(str(out / "tensorboard")) as board:
+        for key in ("map", "map_area", "map_coco", "ap50", "ap75"):
+            board.add_scalar(f"eval/{key}", metrics[key], iteration)
+        board.add_image("detections", read_pixels(out / "detections.png"), iteration)
+
+
+def run(args: TrainArgs) -> dict:
+    """Train, evaluate on the test split, and write the run's files into args.out (rank 0 only, which also
+    evaluates; the other processes return {} once training ends)."""
+    world, device = distributed.join(args.device)
+    try:
+        torch.manual_seed(args.seed)
+        names = class_names(args)
+        train_data = training_images(args, args.image_set)
+        model = build_model(args, len(names) + 1).to(device)
+        if world.size > 1:  # each rank its own anchor and RoI samples (DDP gives all of them rank 0's weights)
+            torch.manual_seed(args.seed + world.rank)
+        trainer = Trainer(args, model, train_data, world, device)
+        if world.main:  # where it all goes
+            tqdm.write(f"images from {train_data.folder}; run folder {trainer.out}", file=sys.stderr)
+        if args.resume:
+            trainer.load()
+        trainer.fit()
+    finally:
+        if not world.main:
+            distributed.leave(world)
+    if not world.main:
+        return {}
+    distributed.leave(world)
+    test_data = training_images(args, args.test_set, test=True)
+    metrics, detections = evaluate(model, test_data, device, names, args.eval_images)
+    metrics.update(train_seconds=round(trainer.train_seconds, 1), iterations=trainer.iteration,
+                   train_images=len(train_data), backbone=args.backbone, device=args.device,
+                   world_size=world.size, total_batch=args.batch_size,
+                   batch_per_process=args.batch_size // world.size)
+    write_results(trainer.out, trainer.iteration, metrics, detections, test_data, names)
     return metrics
 
 
 HELP = {"root": f"builtin: where to generate it (default: {cache_path('builtin')}); voc: a VOCdevkit folder",
+        "year": "voc: 2007, 2012, or 2007+2012 (trains on both, tests on the first); builtin: builtin",
         "out": f"the run folder (default: {cache_path('runs', 'train')})"}
 
 
@@ -378,9 +421,10 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
 
 
 def command(ns: argparse.Namespace) -> None:
-    """`frcnn-edu train`: trains, evaluates and prints the headline metrics as one JSON line."""
+    """`frcnn-edu train`: trains, evaluates and prints the headline metrics as one JSON line (rank 0)."""
     metrics = run(train_args(ns))
-    print(json.dumps({k: metrics[k] for k in ("map", "map_area", "train_seconds", "iterations")}))
+    if metrics:
+        print(json.dumps({k: metrics[k] for k in ("map", "map_area", "map_coco", "train_seconds", "iterations")}))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -371,7 +371,8 @@ def plot_detection_grid(data, detections, class_names, png_path=None, count: int
     """Detections (score >= min_score, coloured by class) and ground truth (white, dashed) on test images.
 
     Args:
-        data: an object with .images (uint8 [3, H, W] tensors) and .targets (dicts with boxes, labels), orig px.
+        data: an object with .pixels(i) (uint8 [3, H, W]) and .targets (dicts with boxes, labels), orig px:
+            training_data.FromDisk or InMemory.
         detections: model outputs for the same images, orig px.
     """
     import matplotlib.pyplot as plt
@@ -382,7 +383,7 @@ def plot_detection_grid(data, detections, class_names, png_path=None, count: int
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), dpi=80, squeeze=False)
     colors = plt.get_cmap("tab10")
     for ax, index in zip(axes.flat, range(count)):
-        ax.imshow(data.images[index].permute(1, 2, 0).numpy())
+        ax.imshow(data.pixels(index).permute(1, 2, 0).numpy())
         for box in data.targets[index]["boxes"].tolist():
             ax.add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, ec="white", ls="--"))
         det = detections[index]

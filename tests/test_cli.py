@@ -16,7 +16,7 @@ def test_every_subcommand_has_help(command, capsys):
 
 
 @pytest.mark.parametrize("argv, culprit", [
-    (["train", "--data", "nope"], "--data must be 'builtin' or 'voc', got 'nope'"),
+    (["train", "--data", "nope"], "--data must be 'builtin', 'voc' or 'coco', got 'nope'"),
     (["train", "--config", "{bad"], "--config must be a JSON object, got '{bad'"),
     (["subset", "--classes", "kat", "--name", "x"], "'kat' is not a PASCAL VOC class"),
     (["builtin", "--num-train", "0"], "num_train >= 1"),

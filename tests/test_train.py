@@ -10,7 +10,8 @@ import torch
 from conftest import FIXTURE, copy_fixture, needs_fixture
 
 from frcnn_edu.builtin_dataset import BUILTIN_CLASSES, make_builtin_dataset
-from frcnn_edu.train import InMemory, TrainArgs, Trainer, build_model, load_split, main
+from frcnn_edu.train import TrainArgs, Trainer, build_model, main
+from frcnn_edu.training_data import InMemory, load_split
 from frcnn_edu.voc import VOC_CLASSES
 from frcnn_edu.voc_subset import subset
 
@@ -48,10 +49,10 @@ def test_interrupted_then_resumed_equals_uninterrupted(voc_root, tmp_path, monke
     interrupted = _trainer(_args(voc_root, tmp_path / "resumed"))
     original_step = Trainer.step
 
-    def step_then_ctrl_c(self, batch, plan):  # Ctrl-C arrives during iteration 6, mid-epoch 2
+    def step_then_ctrl_c(self, images, targets):  # Ctrl-C arrives during iteration 6, mid-epoch 2
         if self.iteration == 5:
             raise KeyboardInterrupt
-        return original_step(self, batch, plan)
+        return original_step(self, images, targets)
 
     monkeypatch.setattr(Trainer, "step", step_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
@@ -91,13 +92,27 @@ def test_command_line_run_writes_metrics_and_pictures(voc_root, tmp_path, capsys
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["map"] <= 1.0 and metrics["iterations"] == 3 and metrics["test_images"] == 4
     assert set(metrics["ap"]) <= set(BUILTIN_CLASSES)
+    assert 0.0 <= metrics["map_coco"] <= metrics["ap50"] <= 1.0 and metrics["world_size"] == 1
     for name in ("losses.png", "detections.png", "losses.csv", "checkpoint.pt"):
         assert (out / name).stat().st_size > 0, name
+    results = json.loads((out / "detections.json").read_text())  # COCO results: one entry per detection
+    assert all(set(r) >= {"image_id", "category_id", "bbox", "score"} for r in results)
+    # TensorBoard's event files, read back: a loss per iteration, the evaluation, the detections picture
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("loss/total")] == [1, 2, 3]
+    assert events.Scalars("eval/map")[-1].value == pytest.approx(metrics["map"])
+    assert events.Tags()["images"] == ["detections"]
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--data", "voc", "--root", "/nonexistent/VOCdevkit"], "is not a folder"),
-    (["--data", "nope"], "--data must be 'builtin' or 'voc'"),
+    (["--data", "nope"], "--data must be 'builtin', 'voc' or 'coco'"),
+    (["--data", "coco"], "--data coco needs --annotations FILE.json and --images FOLDER"),
+    (["--data", "builtin", "--amp-dtype", "half"], "--amp-dtype must be auto, bfloat16 or float16"),
+    (["--data", "voc", "--root", str(FIXTURE), "--year", "2007+"], "--year must be years joined by '+'"),
+    (["--data", "voc", "--root", str(FIXTURE), "--year", "2007+1999"], "VOC1999"),
 ])
 def test_bad_arguments_give_one_line_errors(argv, message, tmp_path, capsys):
     assert main(argv + ["--out", str(tmp_path)]) == 2
@@ -139,6 +154,16 @@ def test_voc2007_trainval_to_test(tmp_path, capsys):
                  "--test-set", "test", "--out", str(out), *VOC_SMALL]) == 0, capsys.readouterr().err
     metrics = check_run(out, {"dog", "person", "train", "sofa", "chair", "car"})  # the classes in 000001-000005
     assert metrics["test_images"] == 5 and metrics["train_images"] == 5
+
+
+@needs_fixture
+def test_voc2007_plus_2012_trains_on_both_tests_on_2007(tmp_path, capsys):
+    """The paper's "07+12": VOC2007 trainval + VOC2012 trainval, tested on VOC2007 test."""
+    out = tmp_path / "run"
+    assert main(["--data", "voc", "--root", str(FIXTURE), "--year", "2007+2012", "--image-set", "trainval",
+                 "--test-set", "test", "--out", str(out), *VOC_SMALL]) == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_images"] == 5 + 5 and metrics["test_images"] == 5
 
 
 @needs_fixture
