@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ops import machine_info  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("ops_cpu", "ops_cuda", "model", "opcount", "proposals", "scaling", "compile")  # this order, those present
+SECTIONS = ("ops_cpu", "ops_cuda", "model", "opcount", "proposals", "scaling", "compile", "data")  # this order, those present
 
 
 def table_rows(text: str) -> list[dict[str, str]]:

@@ -175,5 +175,7 @@ def planned_batches(images: FromDisk, plan: EpochPlan, batches: list[list[int]],
     planned = _Planned(images, plan)
     if workers == 0:
         return (collate([planned[i] for i in batch]) for batch in batches)
+    # a generator of its own: a DataLoader otherwise seeds its workers from torch's global random stream, which
+    # would shift the model's anchor and RoI samples, and a run would train differently with workers than without
     return iter(torch.utils.data.DataLoader(planned, batch_sampler=batches, num_workers=workers, collate_fn=collate,
-                                            prefetch_factor=2))
+                                            prefetch_factor=2, generator=torch.Generator().manual_seed(0)))

@@ -1,4 +1,5 @@
-"""benchmarks/bench_scaling.py and bench_compile.py run end to end (--quick: tiny sizes) and write their results.
+"""benchmarks/bench_scaling.py, bench_compile.py and bench_data.py run end to end (--quick: tiny sizes) and write
+their results.
 
 bench_compile's --quick compiles with backend="aot_eager" (Dynamo + AOTAutograd, no code generation): Inductor's
 C++ compile of the whole model takes minutes on a CPU, too long for a smoke test.
@@ -34,3 +35,13 @@ def test_bench_compile_quick(tmp_path, load_benchmark):
     assert rows(text, "| torchvision | train step | 128x160 | aot_eager |")
     cuda_graphs = rows(text, "| ours | train step | 128x160 | reduce-overhead |")
     assert "skipped" in cuda_graphs[0][-1], cuda_graphs  # --device cpu: no CUDA graphs
+
+
+def test_bench_data_quick(tmp_path, load_benchmark):
+    out = tmp_path / "d.md"
+    text = load_benchmark("bench_data").main(["--quick", "--out", str(out)])
+    assert out.read_text() == text and text.startswith("# ")
+    table = rows(text, "| 40 |")
+    assert [row[1] for row in table] == ["in memory", "from disk", "from disk, 1 worker", "from disk, 2 workers"]
+    for row in table:
+        assert float(row[2]) > 100 and float(row[3]) > 0, row  # a training process holds torch: > 100 MB

@@ -326,7 +326,8 @@ for width, density in ((1, 0.5), (37, 0.3), (130, 0.02), (130, 0.6)):
     suppress = (torch.rand(3, width + 4, width, generator=gen) < density).float().triu_(1 - 4)[:, 4:]
     suppress[0].diagonal(1).fill_(1)
     alive = (torch.rand(3, 1, width, generator=gen) > 0.1).float()
-    assert torch.equal(settle_module.settle_by_scan(suppress, alive), settle_module.settle_by_fixed_point(suppress, alive))
+    scanned = settle_module.settle_by_scan(suppress, alive)
+    assert torch.equal(scanned, settle_module.settle_by_fixed_point(suppress, alive))
 print("triton kernel ok")
 """
 

@@ -3,6 +3,7 @@ PASCAL VOC end to end (the shared fixture's images, with the subset tool's lists
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,26 @@ def test_voc2007_plus_2012_trains_on_both_tests_on_2007(tmp_path, capsys):
 
 
 @needs_fixture
+def test_own_data_in_coco_layout(tmp_path, capsys):
+    """README "Train on your own data", the worked example: the fixture's VOC2007 sets written as COCO files
+    (voc_to_coco), then trained and evaluated with --data coco; the results file carries the COCO file's ids."""
+    from frcnn_edu.coco import voc_to_coco
+    from frcnn_edu.voc import VOCDataset
+
+    for image_set in ("trainval", "test"):
+        voc = VOCDataset(FIXTURE, year="2007", image_set=image_set)
+        (tmp_path / f"{image_set}.json").write_text(json.dumps(voc_to_coco(voc)))
+    photos, out = FIXTURE / "VOC2007" / "JPEGImages", tmp_path / "run"
+    assert main(["--data", "coco", "--annotations", str(tmp_path / "trainval.json"), "--images", str(photos),
+                 "--test-annotations", str(tmp_path / "test.json"), "--out", str(out), *VOC_SMALL]) == 0, \
+        capsys.readouterr().err
+    metrics = check_run(out, {"dog", "person", "train", "sofa", "chair", "car"})
+    assert metrics["test_images"] == 5 and metrics["train_images"] == 5
+    test_ids = {image["id"] for image in json.loads((tmp_path / "test.json").read_text())["images"]}
+    assert {r["image_id"] for r in json.loads((out / "detections.json").read_text())} <= test_ids
+
+
+@needs_fixture
 def test_voc2012_with_a_held_out_test_part(tmp_path, capsys):
     devkit = copy_fixture(tmp_path) / "VOCdevkit"
     (devkit / "VOC2012" / "ImageSets" / "Main" / "test.txt").unlink()  # the real VOC2012 has no test list
@@ -191,3 +212,16 @@ def test_class_subset_trains_on_its_classes_only(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 0, err
     check_run(out, {"car", "chair"})
+
+
+def test_float16_autocast_trains_with_a_gradient_scaler(voc_root, tmp_path):
+    """--amp-dtype float16 (the default on GPUs without bfloat16, e.g. a T4): autocast in float16, RoIAlign
+    included (its adaptive grid once overflowed float16), and a gradient scaler whose state the checkpoint keeps."""
+    trainer = _trainer(_args(voc_root, tmp_path / "fp16", amp_dtype="float16", iterations=3))
+    assert trainer.scaler.is_enabled()
+    trainer.fit()
+    losses = (tmp_path / "fp16" / "losses.csv").read_text().splitlines()[1:]
+    assert len(losses) == 3 and all(math.isfinite(float(v)) for row in losses for v in row.split(",")[3:])
+    state = torch.load(tmp_path / "fp16" / "checkpoint.pt", weights_only=False)
+    assert state["scaler"]["scale"] > 0 and state["iteration"] == 3
+    assert not _trainer(_args(voc_root, tmp_path / "bf16", iterations=3)).scaler.is_enabled()  # bfloat16: none
