@@ -109,9 +109,11 @@ class FromDisk:
 
     def get(self, index: int, flip: bool, device: torch.device, zoom: Tensor | None = None) -> tuple[Tensor, dict]:
         """Image `index` as float [3, H, W] in [0, 1] and its target, zoom-cropped (zoom: augment.zoom_crop's draw,
-        or None) and flipped on the CPU, then moved to device."""
+        or None) and flipped on the CPU, then moved to device. The target leaves out difficult objects (COCO's crowd
+        regions), as py-faster-rcnn trains without them; evaluation, which reads .targets, ignores them instead."""
         image, target = self.pixels(index), self.targets[index]
-        target = dict(boxes=target["boxes"], labels=target["labels"])
+        plain = ~target["difficult"]
+        target = dict(boxes=target["boxes"][plain], labels=target["labels"][plain])
         if zoom is not None:
             image, target = zoom_crop(image, target, zoom)
         image = image.float().div_(255)

@@ -58,3 +58,13 @@ def test_a_run_trains_to_the_same_weights_from_disk_with_workers(split, tmp_path
     memory, disk = trained(InMemory(split), 0), trained(FromDisk(split), 2)
     for name, value in memory.items():
         assert torch.equal(value, disk[name]), name
+
+
+def test_difficult_objects_are_left_out_of_training_targets(split):
+    images = FromDisk(split)
+    images.targets = [dict(t) for t in images.targets]
+    first = images.targets[0]
+    first["difficult"] = torch.zeros_like(first["difficult"])
+    first["difficult"][0] = True  # the first object now difficult (a crowd region, in COCO's terms)
+    _, target = images.get(0, False, torch.device("cpu"))
+    assert torch.equal(target["boxes"], first["boxes"][1:]) and torch.equal(target["labels"], first["labels"][1:])
