@@ -350,6 +350,11 @@ def test_settle_is_one_op_and_traceable():
     suppress, alive = random_suppression(2, 40, seed=3, density=0.1)
     assert _count_ops(lambda: settle_module.settle(suppress, alive)) == 1
     torch.library.opcheck(settle_module.settle, (suppress, alive), test_utils=("test_schema", "test_faketensor"))
+    # alive as a strided view (greedy_keep passes slices): the output is contiguous all the same, as the fake says
+    # (torch.compile's Inductor asserts the real strides against the fake's)
+    strided = alive.transpose(0, 2).contiguous().transpose(0, 2)
+    assert settle_module.settle(suppress, strided).is_contiguous()
+    torch.library.opcheck(settle_module.settle, (suppress, strided), test_utils=("test_faketensor",))
 
 
 def _count_ops(fn) -> int:

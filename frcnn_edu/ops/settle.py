@@ -43,9 +43,9 @@ def settle(suppress: Tensor, alive: Tensor) -> Tensor:
         alive: [B, 1, W] float32 0/1, the boxes that may be kept (dead ones neither survive nor suppress).
 
     Returns:
-        [B, 1, W] float32 0/1: 1 for the boxes greedy NMS keeps. Not differentiable (decisions, not values).
+        [B, 1, W] float32 0/1, contiguous: 1 for the boxes greedy NMS keeps. Not differentiable (decisions).
     """
-    return settle_by_fixed_point(suppress, alive)
+    return settle_by_fixed_point(suppress, alive).contiguous()
 
 
 def settle_by_fixed_point(suppress: Tensor, alive: Tensor) -> Tensor:
@@ -62,7 +62,7 @@ def settle_by_fixed_point(suppress: Tensor, alive: Tensor) -> Tensor:
 
 @settle.register_fake
 def _(suppress: Tensor, alive: Tensor) -> Tensor:
-    return torch.empty_like(alive)
+    return alive.new_empty(alive.shape)  # contiguous, as every kernel returns it (whatever alive's strides)
 
 
 if triton is not None:
