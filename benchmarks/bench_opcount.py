@@ -35,7 +35,6 @@ from bench_ops import benchmark_parser, median_ms, start, write_report  # noqa: 
 from frcnn_edu import FasterRCNN, FasterRCNNConfig  # noqa: E402
 
 nms_module = importlib.import_module("frcnn_edu.ops.nms")  # the module (frcnn_edu.ops.nms is also the function)
-align_module = importlib.import_module("frcnn_edu.ops.roi_align")
 
 TARGET = 2.0  # issue 13: at most 2x torchvision's ops per training step and per inference
 PARITY = dict(rpn_min_size=1e-3, rpn_ignore_cross_boundary=False, roi_bg_iou_thresh_lo=0.0)  # see twin.py
@@ -63,14 +62,13 @@ def config(backbone: str, size: tuple[int, int], quick: bool) -> FasterRCNNConfi
 
 @contextlib.contextmanager
 def gpu_sizes():
-    """Count as on a GPU: there the NMS settles _BLOCK boxes at a time (_BLOCK_CPU on a CPU, ops/nms.py) and
-    RoIAlign pools _CHUNK_ELEMENTS at a time (_CHUNK_ELEMENTS_CPU, ops/roi_align.py): fewer, larger pieces."""
-    saved = nms_module._BLOCK_CPU, align_module._CHUNK_ELEMENTS_CPU
-    nms_module._BLOCK_CPU, align_module._CHUNK_ELEMENTS_CPU = nms_module._BLOCK, align_module._CHUNK_ELEMENTS
+    """Count as on a GPU: the NMS settles _BLOCK boxes at a time there, _BLOCK_CPU on a CPU (ops/nms.py)."""
+    cpu_block = nms_module._BLOCK_CPU
+    nms_module._BLOCK_CPU = nms_module._BLOCK
     try:
         yield
     finally:
-        nms_module._BLOCK_CPU, align_module._CHUNK_ELEMENTS_CPU = saved
+        nms_module._BLOCK_CPU = cpu_block
 
 
 def count_train_step(model, images, targets) -> tuple[Counter, Counter]:
@@ -223,9 +221,8 @@ def main(argv: list[str] | None = None) -> str:
     title = "# Dispatched aten ops: frcnn_edu vs torchvision's FasterRCNN" + (
         " (--quick: not a measurement)" if args.quick else "")
     notes = ["- one warm-up call, then one counted call (a count is deterministic); one image, batch 1",
-             f"- counted with the GPU's sizes on every device, the launches a GPU makes: NMS blocks of "
-             f"{nms_module._BLOCK} boxes, RoIAlign chunks of {align_module._CHUNK_ELEMENTS:,} elements (a CPU takes "
-             f"{nms_module._BLOCK_CPU} and {align_module._CHUNK_ELEMENTS_CPU:,}: more ops, less arithmetic or memory)",
+             f"- NMS with the GPU's block size ({nms_module._BLOCK} boxes) on every device: the launches a GPU makes "
+             f"(on a CPU the package settles {nms_module._BLOCK_CPU}-box blocks, more ops and less arithmetic)",
              "- every aten op below autograd, views included; compiled ops count 1 each (torchvision's roi_pool and "
              "nms, our frcnn_edu::settle: the sequential step of NMS, one Triton kernel on CUDA)"]
     sections = ["", *table, "", target_line(ratios), "", f"## Our {args.top} most frequent ops, per mode", "", *tops]

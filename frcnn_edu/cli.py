@@ -6,6 +6,7 @@
     frcnn-edu subset ...     write a class-balanced VOC subset        (python -m frcnn_edu.voc_subset)
     frcnn-edu detect ...     detect objects in your own photos        (python -m frcnn_edu.detect)
     frcnn-edu export ...     export the detector (torch.export, ONNX) (python -m frcnn_edu.export)
+    frcnn-edu student ...    student copies of the course notebooks   (python -m frcnn_edu.student)
 
 `python -m frcnn_edu ...` is the same command, and so is `python -m frcnn_edu.<module>`. Each subcommand has
 --help. Errors are one line on stderr naming the bad value or file, never a traceback; the exit status says what
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import builtin_dataset, detect, export, train, voc_download, voc_subset
+from . import builtin_dataset, detect, export, student, train, voc_download, voc_subset
 
 COMMANDS = {  # name -> (module with parser(prog) and command(args), one-line help)
     "train": (train, "train and evaluate a detector"),
@@ -27,6 +28,7 @@ COMMANDS = {  # name -> (module with parser(prog) and command(args), one-line he
     "subset": (voc_subset, "write a class-balanced subset of a few VOC classes"),
     "detect": (detect, "detect objects in your own photos with a trained checkpoint"),
     "export": (export, "export a trained checkpoint with torch.export or to ONNX"),
+    "student": (student, "write student copies of the course notebooks (solutions out, outputs cleared)"),
 }
 
 

@@ -546,8 +546,7 @@ def test_roi_align_one_block_per_image(device, sampling_ratio, chunk_elements, m
     # of 1 element forces one RoI per chunk. Values and gradients still equal torchvision's.
     # The [K, 5] form takes the one-hot products, chunked the same way.
     if chunk_elements is not None:
-        for name in ("_CHUNK_ELEMENTS", "_CHUNK_ELEMENTS_CPU"):  # whatever the device
-            monkeypatch.setattr(importlib.import_module("frcnn_edu.ops.roi_align"), name, chunk_elements)
+        monkeypatch.setattr(importlib.import_module("frcnn_edu.ops.roi_align"), "_CHUNK_ELEMENTS", chunk_elements)
     input = torch.randn(3, 4, 9, 12, generator=_gen(70), dtype=F64).to(device)
     boxes = [make_rois("random", 0.5, seed=71 + i, num=5)[:, 1:].to(device) for i in range(3)]
     for form in (boxes, torch.cat([torch.cat([torch.full((5, 1), i, dtype=F64, device=device), b], dim=1)
