@@ -280,11 +280,12 @@ class Trainer:
                     tqdm.write(f"time budget of {args.time_budget:.0f} s reached at iteration {self.iteration}")
                     break
         except KeyboardInterrupt:
-            if world.size == 1:  # with several processes the others may be gone: keep the last epoch's checkpoint
+            if world.size == 1:
                 self.save()
-            tqdm.write(f"interrupted: checkpoint saved at iteration {self.iteration} in {self.checkpoint_path}; "
-                       f"continue with --resume" if world.size == 1 else
-                       f"interrupted: continue from the last epoch's checkpoint with --resume")
+                tqdm.write(f"interrupted: checkpoint saved at iteration {self.iteration} in {self.checkpoint_path}; "
+                           "continue with --resume")
+            else:  # the other processes may be gone, and saving gathers from every one: keep the epoch's checkpoint
+                tqdm.write("interrupted: continue from the last epoch's checkpoint with --resume")
             raise
         finally:
             bar.close()

@@ -4,7 +4,6 @@ passes without the exercise done, or a later cell that needs the student's funct
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from conftest import REPO
