@@ -170,6 +170,7 @@ class Trainer:
             model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+        self.classes = list(class_names(args))  # read once: a COCO file's categories come from parsing it all
         self.amp_dtype = autocast_dtype(args, self.device)
         # float16's narrow range underflows small gradients: scale the loss up, and the gradients back down
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp and self.amp_dtype == torch.float16)
@@ -198,8 +199,8 @@ class Trainer:
         return dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(), iteration=self.iteration,
                     train_seconds=self.train_seconds, rng=rngs[0]["cpu"], rank_rngs=rngs,
                     scaler=self.scaler.state_dict(), recipe=self.recipe(), config=asdict(self.model.config),
-                    num_classes=self.model.num_classes, backbone=self.args.backbone,
-                    classes=list(class_names(self.args)), world_size=self.world.size)
+                    num_classes=self.model.num_classes, backbone=self.args.backbone, classes=self.classes,
+                    world_size=self.world.size)
 
     def save(self) -> None:
         state = self.state()
@@ -212,7 +213,7 @@ class Trainer:
             raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path}")
         state = load_checkpoint(self.checkpoint_path, self.device)
         mine = dict(config=asdict(self.model.config), num_classes=self.model.num_classes, backbone=self.args.backbone,
-                    classes=list(class_names(self.args)), world_size=self.world.size)
+                    classes=self.classes, world_size=self.world.size)
         for key, value in mine.items():
             if state.get(key, 1 if key == "world_size" else None) != value:
                 raise ValueError(f"{self.checkpoint_path} comes from another configuration: {key} is "

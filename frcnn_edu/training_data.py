@@ -58,7 +58,7 @@ def load_split(args, image_set: str, test: bool = False) -> list:
     The built-in dataset is generated on first use."""
     if args.data == "coco":
         from .coco import COCODataset
-        return [COCODataset(*_coco_files(args, test), classes=class_names(args))]
+        return [COCODataset(*_coco_files(args, test), classes=args.classes or None)]  # None: the file's categories
     if args.data == "builtin":
         voc_root = make_builtin_dataset(args.root or None, seed=0)
     elif args.data == "voc":
