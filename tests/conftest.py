@@ -47,3 +47,17 @@ def copy_fixture(dst: Path) -> Path:
 def tree(path: Path) -> dict:
     """Every file under path, as {relative posix path: bytes}: to assert what a command wrote."""
     return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def gt(boxes, labels, difficult=None) -> dict:
+    """A ground-truth target for the metrics' tests: boxes [G, 4] float32 xyxy, labels [G], difficult [G] if given."""
+    target = dict(boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), labels=torch.tensor(labels))
+    if difficult is not None:
+        target["difficult"] = torch.tensor(difficult)
+    return target
+
+
+def det(boxes, labels, scores) -> dict:
+    """A detection list for the metrics' tests: boxes [D, 4] float32 xyxy, labels [D], scores [D] float32."""
+    return dict(boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), labels=torch.tensor(labels),
+                scores=torch.tensor(scores, dtype=torch.float32))

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import det, gt
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -12,18 +13,6 @@ from pycocotools.cocoeval import COCOeval
 from frcnn_edu.coco import COCODataset
 from frcnn_edu.coco_eval import coco_map, coco_results
 from frcnn_edu.metrics import voc_map
-
-
-def gt(boxes, labels, difficult=None):
-    target = dict(boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), labels=torch.tensor(labels))
-    if difficult is not None:
-        target["difficult"] = torch.tensor(difficult)
-    return target
-
-
-def det(boxes, labels, scores):
-    return dict(boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), labels=torch.tensor(labels),
-                scores=torch.tensor(scores, dtype=torch.float32))
 
 
 A, B, FAR = [0, 0, 100, 100], [200, 200, 300, 260], [500, 500, 520, 520]

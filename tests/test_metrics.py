@@ -2,20 +2,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import det, gt
 
 from frcnn_edu.metrics import precision_recall, voc_ap, voc_map
-
-
-def gt(boxes, labels, difficult=None):
-    target = dict(boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), labels=torch.tensor(labels))
-    if difficult is not None:
-        target["difficult"] = torch.tensor(difficult)
-    return target
-
-
-def det(boxes, labels, scores):
-    return dict(boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), labels=torch.tensor(labels),
-                scores=torch.tensor(scores, dtype=torch.float32))
 
 
 A, B, FAR = [0, 0, 10, 10], [20, 20, 40, 30], [100, 100, 120, 120]
