@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
-from torch import Tensor
 
-from .voc import VOCDataset, load_image
+from .voc import VOCDataset, load_item
 
 COCO_KEYS = ("images", "annotations", "categories")
 
@@ -173,15 +172,7 @@ class COCODataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple:
         ann = self.annotations[index]
-        path = self.image_path(ann["image_id"])
-        image = load_image(path)
-        if tuple(image.shape[1:]) != ann["orig_size"]:
-            raise ValueError(f"{path} is {image.shape[2]}x{image.shape[1]} (WxH) but {self.json} says "
-                             f"{ann['orig_size'][1]}x{ann['orig_size'][0]}")
-        target = {k: v.clone() if isinstance(v, Tensor) else v for k, v in ann.items()}  # keep ours intact
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
+        return load_item(self.image_path(ann["image_id"]), ann, str(self.json), self.transforms)
 
 
 def voc_to_coco(dataset: VOCDataset) -> dict:

@@ -198,14 +198,21 @@ class VOCDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple:
         ann = self.annotations[index]
-        image = load_image(self.image_path(ann["image_id"]))
-        if tuple(image.shape[1:]) != ann["orig_size"]:
-            raise ValueError(f"{self.image_path(ann['image_id'])} is {image.shape[2]}x{image.shape[1]} (WxH) but "
-                             f"its annotation says {ann['orig_size'][1]}x{ann['orig_size'][0]}")
-        target = {k: v.clone() if isinstance(v, Tensor) else v for k, v in ann.items()}  # keep ours intact
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
+        return load_item(self.image_path(ann["image_id"]), ann, "its annotation", self.transforms)
+
+
+def load_item(path: Path, annotation: dict, source: str, transforms: Optional[Callable]) -> tuple:
+    """(image [3, H, W] float32 in [0, 1], target) for a dataset's item: the image read from `path`, checked
+    against the annotation's orig_size (ValueError naming the file and `source`, what says the size), the target a
+    copy of the annotation (so transforms cannot change the dataset's), then transforms applied if any."""
+    image = load_image(path)
+    if tuple(image.shape[1:]) != annotation["orig_size"]:
+        raise ValueError(f"{path} is {image.shape[2]}x{image.shape[1]} (WxH) but {source} says "
+                         f"{annotation['orig_size'][1]}x{annotation['orig_size'][0]}")
+    target = {k: v.clone() if isinstance(v, Tensor) else v for k, v in annotation.items()}  # keep ours intact
+    if transforms is not None:
+        image, target = transforms(image, target)
+    return image, target
 
 
 def collate(batch: Sequence[tuple]) -> tuple:
