@@ -80,13 +80,17 @@ class LiveFigure:
         draw: called as draw(**values) with each control's current value under its keyword; returns a Figure
             (LiveFigure saves and closes it). A ValueError it raises is shown as the message.
         button: a label to redraw only on a click (for redraws that take seconds); None redraws on each change.
+        image_format: "png", or "jpeg" for photos (about 3x smaller in the saved notebook).
         **controls: name -> ipywidgets value widget (numbers_box, slider, int_slider, choice or any other).
 
-    Attributes: png (bytes of the last good picture), message (the last error, '' after a good redraw), renders.
+    Attributes: png (bytes of the last good picture, in image_format), message (the last error, '' after a good redraw), renders.
     """
 
-    def __init__(self, draw: Callable[..., Figure], button: str | None = None, **controls: widgets.ValueWidget):
-        self.draw, self.controls = draw, controls
+    def __init__(self, draw: Callable[..., Figure], button: str | None = None, image_format: str = "png",
+                 **controls: widgets.ValueWidget):
+        if image_format not in ("png", "jpeg"):
+            raise ValueError(f"image_format: 'png' or 'jpeg', got {image_format!r}")
+        self.draw, self.controls, self.image_format = draw, controls, image_format
         self.png, self.message, self.renders = b"", "", 0
         self._handle, self._silent = None, False
         self._message_line = widgets.HTML(value="")
@@ -119,12 +123,13 @@ class LiveFigure:
                 plt.close(number)
             return False
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", bbox_inches="tight")
+        figure.savefig(buffer, format=self.image_format, bbox_inches="tight",
+                       **({"pil_kwargs": {"quality": 85}} if self.image_format == "jpeg" else {}))
         plt.close(figure)  # shown as the PNG only, never a second time by the inline backend
         self.png, self.message, self.renders = buffer.getvalue(), "", self.renders + 1
         self._message_line.value = ""
         if self._handle is not None:
-            self._handle.update(Image(data=self.png))
+            self._handle.update(Image(data=self.png, format=self.image_format))
         return True
 
     def set(self, **values) -> bool:
@@ -145,7 +150,7 @@ class LiveFigure:
         if not self.png and not self.render():
             raise ValueError(f"the starting values cannot be drawn: {self.message}")
         display(self.box)
-        self._handle = display(Image(data=self.png), display_id=True)
+        self._handle = display(Image(data=self.png, format=self.image_format), display_id=True)
 
     def _changed(self, change) -> None:
         if not self._silent:

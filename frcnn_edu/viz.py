@@ -1,9 +1,9 @@
-"""Plots and widgets the notebooks share: images, boxes, the pipeline diagram, histograms, the anchor panel.
+"""Plots the notebooks share: images, boxes, the pipeline diagram, histograms, the anchor panel.
 
 Every helper draws on a matplotlib Axes it is given (never on pyplot's current figure), names the frame of what
 it draws (`orig px`, `image px`, see frcnn_edu/__init__.py) in its axis labels, and returns the artists it
-added, so a notebook can restyle them and a test can count them. Only `anchor_widget` makes its own figures,
-inside the ipywidgets Output it returns. Boxes are xyxy, 0-based continuous: a box (x1, y1, x2, y2) is drawn as
+added, so a notebook can restyle them and a test can count them (live controls that redraw them: controls.py).
+Text is 8 pt or more. Boxes are xyxy, 0-based continuous: a box (x1, y1, x2, y2) is drawn as
 the rectangle from (x1, y1) of width x2 - x1, which on `imshow`'s pixel grid (pixel i spans [i - 0.5, i + 0.5])
 is shifted by -0.5 px so that pixel edges line up. No `print`: numbers are returned, not printed.
 Notebooks: 01_from_rcnn_to_faster_rcnn (draw_pipeline), 02_selective_search_and_rcnn, 04_anchors (anchor_panel).
@@ -68,7 +68,7 @@ def show_image(ax: Axes, image: Tensor | np.ndarray, frame: str = "orig px", tit
 def draw_boxes(ax: Axes, boxes: Tensor | np.ndarray | Sequence, labels: Tensor | Sequence[int] | None = None,
                scores: Tensor | Sequence[float] | None = None, class_names: Sequence[str] | None = None,
                color: str | Sequence = "yellow", linewidth: float = 1.5, linestyle: str = "-",
-               alpha: float = 1.0, fontsize: float = 7) -> list:
+               alpha: float = 1.0, fontsize: float = 8) -> list:
     """Draws boxes as rectangles, with an optional caption (class name and score) at each top-left corner.
 
     Args:
@@ -155,7 +155,7 @@ def draw_pipeline(ax: Axes, proposer: str = "rpn", highlight: Sequence[str] = ("
         box = patches.FancyBboxPatch((x - half_w, y - half_h), 2 * half_w, 2 * half_h,
                                      boxstyle="round,pad=0.05", facecolor=face, edgecolor="#37474f")
         nodes[name] = ax.add_patch(box)
-        texts[name] = ax.text(x, y, caption, ha="center", va="center", fontsize=7)
+        texts[name] = ax.text(x, y, caption, ha="center", va="center", fontsize=8)
     edges = list(_EDGES_RPN)
     if proposer == "selective_search":
         edges[edges.index(("features", "proposer"))] = ("image", "proposer")
@@ -205,14 +205,14 @@ def plot_histogram(ax: Axes, values: Tensor | np.ndarray | Sequence[float], bins
                          edgecolor="white", linewidth=0.5)
     lines = [ax.axvline(t, color="black", linestyle="--", linewidth=1) for t in thresholds]
     for t in thresholds:
-        ax.text(t, 1.0, f" {t:g}", transform=ax.get_xaxis_transform(), va="top", fontsize=7)
+        ax.text(t, 1.0, f" {t:g}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
     if title is not None:
         ax.set_title(title)
     if xlabel is not None:
         ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if label is not None:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     return list(bars) + lines
 
 
@@ -237,16 +237,6 @@ def best_anchor_ious(samples: Sequence[tuple[tuple[int, int], Tensor]], sizes: S
         if boxes.shape[0]:
             best.append(box_iou(boxes.float(), anchors).amax(dim=1))  # [G, M] -> [G]
     return torch.cat(best) if best else torch.zeros(0)
-
-
-def _parse_numbers(text: str, name: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.replace(";", ",").split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"{name}: expected numbers separated by commas, got {text!r}") from None
-    if not values or min(values) <= 0:
-        raise ValueError(f"{name}: expected positive numbers separated by commas, got {text!r}")
-    return values
 
 
 def anchor_panel(ax: Axes, image: Tensor, boxes: Tensor, sizes: Sequence[float], ratios: Sequence[float],
@@ -296,45 +286,11 @@ def anchor_panel(ax: Axes, image: Tensor, boxes: Tensor, sizes: Sequence[float],
                for i, s in enumerate(sizes)]
     handles += [lines.Line2D([], [], color="lime", linewidth=2, label="ground truth"),
                 lines.Line2D([], [], color="red", linestyle="--", label="its best anchor")]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # rc sizes: a projector's
     setting = f"sizes {', '.join(f'{v:g}' for v in sizes)} px; ratios h/w {', '.join(f'{v:g}' for v in ratios)}"
     measured = ", ".join(f"recall@{t:g} = {r:.2f}" for t, r in recall.items())
-    ax.set_title(f"{setting}; stride {stride} px\n{measured} ({len(best)} boxes)", fontsize=9)
+    ax.set_title(f"{setting}; stride {stride} px\n{measured} ({len(best)} boxes)")
     return dict(best_iou=best, recall=recall, num_anchors=rows * cols * len(cell_anchors), cell=cell)
-
-
-def anchor_widget(image: Tensor, boxes: Tensor, samples: Sequence[tuple[tuple[int, int], Tensor]] | None = None,
-                  sizes: Sequence[float] = (128, 256, 512), ratios: Sequence[float] = (0.5, 1.0, 2.0),
-                  stride: int = 16, figsize: tuple[float, float] = (6, 4), dpi: int = 80):
-    """anchor_panel with live controls: text boxes for sizes and ratios, a slider for the stride.
-
-    Each change redraws the anchors and recomputes the recall over `samples`. Needs ipywidgets and a live
-    kernel (Jupyter); outside one the widget is created and drawn once, so a notebook still runs top to bottom.
-
-    Returns:
-        An ipywidgets.VBox (controls above the figure); display it, or leave it last in a cell.
-    """
-    import ipywidgets as widgets
-    import matplotlib.pyplot as plt
-
-    sizes_box = widgets.Text(value=", ".join(f"{s:g}" for s in sizes), description="sizes (px)")
-    ratios_box = widgets.Text(value=", ".join(f"{r:g}" for r in ratios), description="ratios h/w")
-    stride_slider = widgets.IntSlider(value=stride, min=4, max=64, step=4, description="stride (px)")
-
-    def redraw(sizes_text: str, ratios_text: str, stride_value: int) -> None:
-        try:
-            new_sizes, new_ratios = _parse_numbers(sizes_text, "sizes"), _parse_numbers(ratios_text, "ratios")
-        except ValueError as error:
-            from IPython.display import display
-            display(str(error))
-            return
-        fig, ax = plt.subplots(figsize=figsize, dpi=dpi)
-        anchor_panel(ax, image, boxes, new_sizes, new_ratios, stride_value, samples)
-        plt.show()
-
-    output = widgets.interactive_output(redraw, dict(sizes_text=sizes_box, ratios_text=ratios_box,
-                                                     stride_value=stride_slider))
-    return widgets.VBox([widgets.HBox([sizes_box, ratios_box, stride_slider]), output])
 
 
 # --- pictures of a training run (frcnn_edu.train writes them into the run folder)
@@ -392,7 +348,7 @@ def plot_detection_grid(data, detections, class_names, png_path=None, count: int
                 continue
             color = colors(label % 10)
             ax.add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, ec=color, lw=2))
-            ax.text(box[0], box[1], f"{class_names[label - 1]} {score:.2f}", color="white", fontsize=7,
+            ax.text(box[0], box[1], f"{class_names[label - 1]} {score:.2f}", color="white", fontsize=8,
                     bbox=dict(fc=color, ec="none", pad=1))
         ax.set_title(f"test image {index}", fontsize=9)
         ax.axis("off")

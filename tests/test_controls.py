@@ -90,3 +90,10 @@ def test_show_displays_the_controls_then_a_plain_png_updated_in_place(monkeypatc
     bad.controls["sizes"].value = "x"
     with pytest.raises(ValueError, match="starting values"):
         bad.show()
+
+
+def test_jpeg_pictures_for_photos():
+    panel = make_panel(image_format="jpeg")
+    assert panel.render() and panel.png.startswith(b"\xff\xd8")  # the JPEG magic number
+    with pytest.raises(ValueError, match="image_format"):
+        make_panel(image_format="gif")

@@ -101,13 +101,3 @@ def test_anchor_panel(ax):
     assert out["num_anchors"] == 4 * 6 * 6 and out["cell"] == (2, 3) and out["best_iou"].shape == (2,)
     assert set(out["recall"]) == {0.5, 0.7} and "recall@0.7" in ax.get_title()
     assert ax.get_xlabel() == "x (image px)"
-
-
-def test_anchor_widget_builds():
-    pytest.importorskip("ipywidgets")
-    image = torch.rand(3, 32, 48)
-    box = viz.anchor_widget(image, torch.tensor([[4.0, 4.0, 20.0, 20.0]]), sizes=(16,), ratios=(1.0,), stride=16)
-    assert len(box.children) == 2
-    plt.close("all")
-    with pytest.raises(ValueError, match="sizes"):
-        viz._parse_numbers("16, x", "sizes")
