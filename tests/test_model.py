@@ -2,6 +2,8 @@
 image overfits). The stages' own cases are in test_anchors, test_rpn, test_proposals, test_head."""
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -51,8 +53,15 @@ def _batch():
     return images, targets
 
 
+@pytest.fixture
+def device_path(monkeypatch):
+    """The forward pass a GPU runs, here on the CPU: without CPU inference's RoIAlign windows, which read each
+    RoI's band on the host by design (ops/roi_align.py, _windows_pay)."""
+    monkeypatch.setattr(importlib.import_module("frcnn_edu.ops.roi_align"), "_windows_pay", lambda input: False)
+
+
 @pytest.mark.parametrize("roi_pool", ["pool", "align"])
-def test_no_host_round_trips(roi_pool):
+def test_no_host_round_trips(roi_pool, device_path):
     images, targets = _batch()
     model = FasterRCNN(3, "tiny", FasterRCNNConfig.tiny_cpu(roi_pool=roi_pool), check_inputs=False)
     model(images, targets)  # warm-up
@@ -67,7 +76,7 @@ def test_no_host_round_trips(roi_pool):
     assert hidden.count <= len(images), hidden.ops  # the ragged per-image output: one nonzero per image
 
 
-def test_detect_padded_is_forward_without_the_ragged_lists():
+def test_detect_padded_is_forward_without_the_ragged_lists(device_path):
     images, _ = _batch()
     torch.manual_seed(1)
     model = FasterRCNN(3, "tiny", FasterRCNNConfig.tiny_cpu(box_score_thresh=0.0)).eval()

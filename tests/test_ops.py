@@ -523,6 +523,37 @@ def test_roi_align_parity(device, kind, spatial_scale, sampling_ratio, aligned):
                      input, rois)
 
 
+@pytest.mark.parametrize("window_elements", [None, 1])
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", ALIGN_SAMPLING)
+@pytest.mark.parametrize("kind", ROI_KINDS)
+def test_roi_align_windows_parity(kind, sampling_ratio, aligned, window_elements, monkeypatch):
+    # CPU inference pools each RoI on its window of the map, the rows and columns its weights touch, sorted by
+    # window size into chunks; a budget of 1 element forces one RoI a chunk. Equal to torchvision's, and the path
+    # is taken only outside autograd (with gradients on, the dense products: test_roi_align_parity).
+    if kind == "inverted" and aligned and sampling_ratio <= 0:
+        pytest.skip("torchvision's roi_align crashes on x2 < x1 with aligned=True and an adaptive grid")
+    module = importlib.import_module("frcnn_edu.ops.roi_align")
+    if window_elements is not None:
+        monkeypatch.setattr(module, "_WINDOW_ELEMENTS", window_elements)
+    calls, original = [], module._pool_in_windows
+
+    def counted(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(module, "_pool_in_windows", counted)
+    rois = make_rois(kind, 0.25, seed=80 + ROI_KINDS.index(kind), num=12)
+    input = feature_map(seed=5)
+    for boxes in (rois, [rois[rois[:, 0] == i, 1:] for i in range(MAP_SHAPE[0])]):
+        with torch.no_grad():
+            ours = ops.roi_align(input, boxes, (3, 5), 0.25, sampling_ratio, aligned)
+        assert_close(ours, tv.roi_align(input, boxes, (3, 5), 0.25, sampling_ratio, aligned))
+    assert len(calls) == 2
+    ops.roi_align(input.requires_grad_(True), rois, (3, 5), 0.25, sampling_ratio, aligned)
+    assert len(calls) == 2  # autograd: the dense products
+
+
 @pytest.mark.parametrize("op", ["roi_pool", "roi_align"])
 def test_roi_ops_list_form_and_many_images(device, op):
     # Six images, one of them without RoIs: the list-of-[L, 4] form equals the [K, 5] form and torchvision.

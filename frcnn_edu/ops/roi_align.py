@@ -28,6 +28,7 @@ from ._checks import as_roi_tensor, check_feature_map, pair
 _CHUNK_ELEMENTS = 1 << 24  # RoIs are pooled in chunks so the [RoIs * PH, C * W] product stays near 64 MB (fp32)
 # (Measured on a CPU: 16 MB chunks made the 2000-RoI, 512-channel benchmark 1.8x faster but the demo's training
 # step 10% slower, its 512 RoIs of 128 channels then split into four products: the detector's case wins.)
+_WINDOW_ELEMENTS = 1 << 20  # CPU inference: a chunk's windows hold at most 4 MB (fp32), a size that stays in cache
 
 
 def _axis_weights(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, size: int, sampling_ratio: int) -> Tensor:
@@ -176,9 +177,85 @@ def _roi_align(input: Tensor, boxes: object, rois: Tensor, output_size: int | tu
     # the average's 1 / count goes into the small row weights, not over the [K, C, PH, PW] output
     rows = _axis_weights(y1, roi_h / pooled_h, grid_h, pooled_h, height, sampling_ratio) / count[:, None, None]
     cols = _axis_weights(x1, roi_w / pooled_w, grid_w, pooled_w, width, sampling_ratio)  # [K, PW, W]
+    if _windows_pay(input):
+        return _pool_in_windows(input, rois[:, 0].long(), rows, cols)
     if _one_block_per_image(boxes, input):  # the layout is known from the shapes alone: no host read
         return _pool_per_image(input, rows, cols)
     return _pool(input, rois[:, 0].long(), rows, cols)
+
+
+def _windows_pay(input: Tensor) -> bool:
+    """Pool in windows: on a CPU, outside autograd and tracing.
+
+    A host read costs nothing on a CPU, and reading each RoI's band of rows and columns lets its products skip the
+    rest of the map: for RoIs small next to the map the dense products spend most of their time multiplying zero
+    weights (benchmarks/RESULTS.md, roi_align fwd, measures both forms). On a GPU the dense form keeps the pass free of
+    host reads; under autograd its transposed products are the faster backward; a traced graph (torch.export,
+    torch.compile, ONNX) needs shapes that do not depend on the RoIs.
+    """
+    return (input.device.type == "cpu" and type(input) is torch.Tensor and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling() and not (torch.is_grad_enabled() and input.requires_grad))
+
+
+def _band(weights: Tensor) -> tuple[Tensor, Tensor]:
+    """Where each RoI's weights are non-zero along one axis of the map.
+
+    Args:
+        weights: [K, P, S], _axis_weights' output.
+
+    Returns:
+        first [K] and length [K] (>= 1) of the band of the S cells that some bin of the RoI reads.
+    """
+    used = weights.ne(0).any(dim=1)  # [K, S]
+    cells = torch.arange(weights.shape[2], device=weights.device)
+    first = torch.where(used, cells, weights.shape[2]).amin(dim=1)
+    last = torch.where(used, cells, -1).amax(dim=1)
+    return first.clamp(max=weights.shape[2] - 1), (last - first + 1).clamp(min=1)  # an RoI off the map: 1 cell
+
+
+def _pool_in_windows(input: Tensor, image: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """_pool with each RoI's products restricted to its window, the band of rows times the band of columns its
+    weights touch (reads the bands on the host: CPU only, see _windows_pay).
+
+    RoIs are sorted by window area and pooled in chunks that share one window size (the chunk's largest, the
+    window moved inside the map where it would cross an edge: the weights outside a band are 0), so small RoIs
+    are pooled with small windows; a chunk's windows hold at most _WINDOW_ELEMENTS values.
+
+    Args:
+        input: [N, C, H, W]. image: [K] int64. rows: [K, PH, H]. cols: [K, PW, W].
+
+    Returns:
+        [K, C, PH, PW] (a channels-last view).
+    """
+    num, channels, height, width = input.shape
+    pooled_h, pooled_w = rows.shape[1], cols.shape[1]
+    if rows.shape[0] == 0:
+        return input.new_zeros(0, channels, pooled_h, pooled_w)
+    cells = input.permute(0, 2, 3, 1).reshape(num * height * width, channels)  # [N*H*W, C]: a C-vector a cell
+    row_first, row_count = _band(rows)
+    col_first, col_count = _band(cols)
+    order = (row_count * col_count).argsort()  # smallest windows first
+    counts = list(zip(row_count[order].tolist(), col_count[order].tolist()))
+    pieces, begin = [], 0
+    while begin < len(counts):
+        end, (h, w) = begin + 1, counts[begin]
+        while end < len(counts):  # grow the chunk while its windows, at the largest size, fit the budget
+            grown_h, grown_w = max(h, counts[end][0]), max(w, counts[end][1])
+            if (end + 1 - begin) * grown_h * grown_w * channels > _WINDOW_ELEMENTS:
+                break
+            h, w, end = grown_h, grown_w, end + 1
+        chunk = order[begin:end]
+        row_index = row_first[chunk].clamp(max=height - h)[:, None] + torch.arange(h, device=image.device)  # [k, h]
+        col_index = col_first[chunk].clamp(max=width - w)[:, None] + torch.arange(w, device=image.device)  # [k, w]
+        cell_index = (image[chunk, None, None] * height + row_index[:, :, None]) * width + col_index[:, None, :]
+        window = cells.index_select(0, cell_index.flatten()).view(len(chunk), h, w * channels)  # [k, h, w*C]
+        r = rows[chunk].gather(2, row_index[:, None, :].expand(-1, pooled_h, -1))  # [k, PH, h]
+        c = cols[chunk].gather(2, col_index[:, None, :].expand(-1, pooled_w, -1))  # [k, PW, w]
+        t = (r @ window).view(len(chunk), pooled_h, w, channels)  # [k, PH, w, C]
+        pieces.append(c[:, None] @ t)  # [k, PH, PW, C]
+        begin = end
+    pooled = torch.cat(pieces).index_select(0, order.argsort())  # back to the RoIs' order
+    return pooled.permute(0, 3, 1, 2)  # [K, C, PH, PW]
 
 
 def _one_block_per_image(boxes: Tensor | list[Tensor], input: Tensor) -> bool:
