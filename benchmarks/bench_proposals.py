@@ -274,7 +274,7 @@ def builtin_recall(settings: Settings, device: torch.device, quick: bool, scratc
         where = f"{settings.builtin_images} test images generated into a scratch folder"
     else:
         started = time.perf_counter()
-        trained, args = course_model()  # trains ~3 min into the cache's course/ the first time, then loads it
+        trained, args = course_model()  # trains into the cache's course/ the first time (minutes), then loads it
         seconds = time.perf_counter() - started
         root, config = make_builtin_dataset(args.root, seed=0), trained.config
         torch.manual_seed(0)
