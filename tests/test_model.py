@@ -57,7 +57,7 @@ def _batch():
 def device_path(monkeypatch):
     """The forward pass a GPU runs, here on the CPU: without CPU inference's RoIAlign windows, which read each
     RoI's band on the host by design (ops/roi_align.py, _windows_pay)."""
-    monkeypatch.setattr(importlib.import_module("frcnn_edu.ops.roi_align"), "_windows_pay", lambda input: False)
+    monkeypatch.setattr(importlib.import_module("frcnn_edu.ops.roi_align"), "_windows_pay", lambda *args: False)
 
 
 @pytest.mark.parametrize("roi_pool", ["pool", "align"])

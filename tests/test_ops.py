@@ -534,6 +534,8 @@ def test_roi_align_windows_parity(kind, sampling_ratio, aligned, window_elements
     if kind == "inverted" and aligned and sampling_ratio <= 0:
         pytest.skip("torchvision's roi_align crashes on x2 < x1 with aligned=True and an adaptive grid")
     module = importlib.import_module("frcnn_edu.ops.roi_align")
+    monkeypatch.setattr(module, "_WINDOWS_MIN_WORK", 0)  # these maps and RoIs are small: take the path anyway
+    monkeypatch.setattr(module, "_WINDOWS_MIN_CELLS", 0)
     if window_elements is not None:
         monkeypatch.setattr(module, "_WINDOW_ELEMENTS", window_elements)
     calls, original = [], module._pool_in_windows
@@ -552,6 +554,26 @@ def test_roi_align_windows_parity(kind, sampling_ratio, aligned, window_elements
     assert len(calls) == 2
     ops.roi_align(input.requires_grad_(True), rois, (3, 5), 0.25, sampling_ratio, aligned)
     assert len(calls) == 2  # autograd: the dense products
+
+
+def test_roi_align_windows_only_for_large_work(monkeypatch):
+    # Small work stays dense (a few reads would cost more than the zeros they skip): the course model's 100 RoIs of
+    # 128 channels on a 20 x 22 map; a VGG-16 inference's 300 RoIs of 512 channels on a 38 x 63 map takes windows.
+    module = importlib.import_module("frcnn_edu.ops.roi_align")
+    calls, original = [], module._pool_in_windows
+
+    def counted(*args):
+        calls.append(args[0].shape)
+        return original(*args)
+
+    monkeypatch.setattr(module, "_pool_in_windows", counted)
+    for shape, num in (((1, 128, 20, 22), 100), ((1, 512, 38, 63), 300)):
+        input = torch.randn(shape, generator=_gen(90))
+        rois = make_rois("random", 1 / 16, seed=91, num=num).float()
+        rois[:, 0] = 0
+        with torch.no_grad():
+            assert_close(ops.roi_align(input, rois, 7, 1 / 16, 2), tv.roi_align(input, rois, 7, 1 / 16, 2), tol=1e-5)
+    assert calls == [torch.Size((1, 512, 38, 63))]
 
 
 @pytest.mark.parametrize("op", ["roi_pool", "roi_align"])

@@ -29,6 +29,7 @@ _CHUNK_ELEMENTS = 1 << 24  # RoIs are pooled in chunks so the [RoIs * PH, C * W]
 # (Measured on a CPU: 16 MB chunks made the 2000-RoI, 512-channel benchmark 1.8x faster but the demo's training
 # step 10% slower, its 512 RoIs of 128 channels then split into four products: the detector's case wins.)
 _WINDOW_ELEMENTS = 1 << 20  # CPU inference: a chunk's windows hold at most 4 MB (fp32), a size that stays in cache
+_WINDOWS_MIN_WORK, _WINDOWS_MIN_CELLS = 1 << 28, 1024  # ... for work and maps this large (_windows_pay)
 
 
 def _axis_weights(start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, size: int, sampling_ratio: int) -> Tensor:
@@ -177,23 +178,31 @@ def _roi_align(input: Tensor, boxes: object, rois: Tensor, output_size: int | tu
     # the average's 1 / count goes into the small row weights, not over the [K, C, PH, PW] output
     rows = _axis_weights(y1, roi_h / pooled_h, grid_h, pooled_h, height, sampling_ratio) / count[:, None, None]
     cols = _axis_weights(x1, roi_w / pooled_w, grid_w, pooled_w, width, sampling_ratio)  # [K, PW, W]
-    if _windows_pay(input):
+    if _windows_pay(input, rows):
         return _pool_in_windows(input, rois[:, 0].long(), rows, cols)
     if _one_block_per_image(boxes, input):  # the layout is known from the shapes alone: no host read
         return _pool_per_image(input, rows, cols)
     return _pool(input, rois[:, 0].long(), rows, cols)
 
 
-def _windows_pay(input: Tensor) -> bool:
-    """Pool in windows: on a CPU, outside autograd and tracing.
+def _windows_pay(input: Tensor, rows: Tensor) -> bool:
+    """Pool in windows: on a CPU, outside autograd and tracing, for work large enough to pay for the bands' reads.
 
     A host read costs nothing on a CPU, and reading each RoI's band of rows and columns lets its products skip the
     rest of the map: for RoIs small next to the map the dense products spend most of their time multiplying zero
-    weights (benchmarks/RESULTS.md, roi_align fwd, measures both forms). On a GPU the dense form keeps the pass free of
-    host reads; under autograd its transposed products are the faster backward; a traced graph (torch.export,
-    torch.compile, ONNX) needs shapes that do not depend on the RoIs.
+    weights (benchmarks/RESULTS.md, roi_align fwd, measures both forms). Measured on one thread, windows win from
+    about 2^28 dense multiply-adds on maps of 32 x 32 cells or more (300 RoIs of 128 channels on a 38 x 63 map:
+    18 ms against 53), and lose below (100 RoIs on a 20 x 22 map, the course model's: 5.7 ms against 2.7). On a GPU
+    the dense form keeps the pass free of host reads; under autograd its transposed products are the faster
+    backward; a traced graph (torch.export, torch.compile, ONNX) needs shapes that do not depend on the RoIs.
+
+    Args:
+        input: [N, C, H, W]. rows: [K, PH, H], the RoIs' row weights.
     """
-    return (input.device.type == "cpu" and type(input) is torch.Tensor and not torch.jit.is_tracing()
+    num_rois, pooled_h, height = rows.shape
+    channels, width = input.shape[1], input.shape[3]
+    large = num_rois * pooled_h * height * channels * width >= _WINDOWS_MIN_WORK and height * width >= _WINDOWS_MIN_CELLS
+    return (large and input.device.type == "cpu" and type(input) is torch.Tensor and not torch.jit.is_tracing()
             and not torch.compiler.is_compiling() and not (torch.is_grad_enabled() and input.requires_grad))
 
 
