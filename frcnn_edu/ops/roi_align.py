@@ -190,9 +190,9 @@ def _windows_pay(input: Tensor, rows: Tensor) -> bool:
 
     A host read costs nothing on a CPU, and reading each RoI's band of rows and columns lets its products skip the
     rest of the map: for RoIs small next to the map the dense products spend most of their time multiplying zero
-    weights (benchmarks/RESULTS.md, roi_align fwd, measures both forms). Measured on one thread, windows win from
-    about 2^28 dense multiply-adds on maps of 32 x 32 cells or more (300 RoIs of 128 channels on a 38 x 63 map:
-    18 ms against 53), and lose below (100 RoIs on a 20 x 22 map, the course model's: 5.7 ms against 2.7). On a GPU
+    weights (benchmarks/RESULTS.md, roi_align fwd). Timed on one thread, windows won from about 2^28 dense
+    multiply-adds on maps of 32 x 32 cells or more (a VGG-16 inference's 300 RoIs on a 38 x 63 map) and lost below
+    (the course model's 100 RoIs on a 20 x 22 map): tests/test_ops.py checks which form each takes. On a GPU
     the dense form keeps the pass free of host reads; under autograd its transposed products are the faster
     backward; a traced graph (torch.export, torch.compile, ONNX) needs shapes that do not depend on the RoIs.
 
@@ -245,7 +245,8 @@ def _pool_in_windows(input: Tensor, image: Tensor, rows: Tensor, cols: Tensor) -
     col_first, col_count = _band(cols)
     order = (row_count * col_count).argsort()  # smallest windows first
     counts = list(zip(row_count[order].tolist(), col_count[order].tolist()))
-    pieces, begin = [], 0
+    pooled = input.new_empty(rows.shape[0], pooled_h, pooled_w, channels)  # [K, PH, PW, C]
+    begin = 0
     while begin < len(counts):
         end, (h, w) = begin + 1, counts[begin]
         while end < len(counts):  # grow the chunk while its windows, at the largest size, fit the budget
@@ -261,9 +262,8 @@ def _pool_in_windows(input: Tensor, image: Tensor, rows: Tensor, cols: Tensor) -
         r = rows[chunk].gather(2, row_index[:, None, :].expand(-1, pooled_h, -1))  # [k, PH, h]
         c = cols[chunk].gather(2, col_index[:, None, :].expand(-1, pooled_w, -1))  # [k, PW, w]
         t = (r @ window).view(len(chunk), pooled_h, w, channels)  # [k, PH, w, C]
-        pieces.append(c[:, None] @ t)  # [k, PH, PW, C]
+        pooled.index_copy_(0, chunk, c[:, None] @ t)  # [k, PH, PW, C], in the RoIs' own order
         begin = end
-    pooled = torch.cat(pieces).index_select(0, order.argsort())  # back to the RoIs' order
     return pooled.permute(0, 3, 1, 2)  # [K, C, PH, PW]
 
 
