@@ -35,6 +35,7 @@ from bench_ops import benchmark_parser, median_ms, start, write_report  # noqa: 
 from frcnn_edu import FasterRCNN, FasterRCNNConfig  # noqa: E402
 
 nms_module = importlib.import_module("frcnn_edu.ops.nms")  # the module (frcnn_edu.ops.nms is also the function)
+roi_align_module = importlib.import_module("frcnn_edu.ops.roi_align")
 
 TARGET = 2.0  # issue 13: at most 2x torchvision's ops per training step and per inference
 PARITY = dict(rpn_min_size=1e-3, rpn_ignore_cross_boundary=False, roi_bg_iou_thresh_lo=0.0)  # see twin.py
@@ -62,13 +63,15 @@ def config(backbone: str, size: tuple[int, int], quick: bool) -> FasterRCNNConfi
 
 @contextlib.contextmanager
 def gpu_sizes():
-    """Count as on a GPU: the NMS settles _BLOCK boxes at a time there, _BLOCK_CPU on a CPU (ops/nms.py)."""
-    cpu_block = nms_module._BLOCK_CPU
+    """Count as on a GPU: the NMS settles _BLOCK boxes at a time there, _BLOCK_CPU on a CPU (ops/nms.py), and
+    RoIAlign keeps its dense products (a CPU's inference pools large work in windows, ops/roi_align.py)."""
+    cpu_block, windows_pay = nms_module._BLOCK_CPU, roi_align_module._windows_pay
     nms_module._BLOCK_CPU = nms_module._BLOCK
+    roi_align_module._windows_pay = lambda *args: False
     try:
         yield
     finally:
-        nms_module._BLOCK_CPU = cpu_block
+        nms_module._BLOCK_CPU, roi_align_module._windows_pay = cpu_block, windows_pay
 
 
 def count_train_step(model, images, targets) -> tuple[Counter, Counter]:
