@@ -112,7 +112,7 @@ def draw_boxes(ax: Axes, boxes: Tensor | np.ndarray | Sequence, labels: Tensor |
 _NODES = {
     "image": (0.8, 3.0, "image\n[N, 3, H, W]"),
     "backbone": (2.7, 3.0, "backbone\n(conv layers)"),
-    "features": (4.6, 3.0, "feature map\n[N, C, H/16, W/16]\n(shared)"),
+    "features": (4.6, 3.0, "feature map\n[N, C,\nH/16, W/16]\n(shared)"),
     "proposer": (4.6, 1.0, "RPN\n(on the features)"),
     "proposals": (6.5, 1.0, "proposals\n[N, K, 4]"),
     "roi_pool": (6.5, 3.0, "RoI pooling\n[R, C, 7, 7]"),
