@@ -343,6 +343,26 @@ def test_settle_triton_kernel_under_the_interpreter():
     assert done.returncode == 0 and "triton kernel ok" in done.stdout, done.stderr[-3000:]
 
 
+@pytest.mark.parametrize("arch", [80, 90])
+def test_settle_triton_kernel_compiles_for_real_gpus(arch):
+    """The interpreter runs the kernel's Python; a GPU runs what Triton's compiler makes of it, which refuses more
+    (types, control flow on tensors, layouts). Compile it ahead of time, as settle_by_scan launches it, for A100
+    (sm_80) and H100/H200 (sm_90) down to machine code with Triton's own ptxas: no GPU needed."""
+    triton = pytest.importorskip("triton", reason="Triton is not installed (it ships with torch's CUDA wheels on Linux)")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    settle_module = importlib.import_module("frcnn_edu.ops.settle")
+    # the smallest block, and the GPU's 2048-box block of a [B, 2048, 2048] matrix (batch strides past 2^31: i64)
+    for block, stride_b in ((16, "i32"), (2048, "i64")):
+        signature = {"suppress": "*fp32", "alive": "*fp32", "out": "*fp32", "width": "i32", "stride_b": stride_b,
+                     "stride_i": "i32", "BLOCK": "constexpr"}
+        source = ASTSource(settle_module._settle_kernel, signature, constexprs={"BLOCK": block})
+        kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32),
+                                options={"num_warps": settle_module.warps_for(block)})
+        assert f".target sm_{arch}" in kernel.asm["ptx"] and len(kernel.asm["cubin"]) > 0
+        assert kernel.metadata.num_warps == settle_module.warps_for(block)
+
+
 def test_settle_is_one_op_and_traceable():
     """One dispatched op (as torchvision's nms is one), with a fake kernel so that torch.export and
     torch.compile can trace through it."""

@@ -89,8 +89,12 @@ if triton is not None:
         if num_rows and width:
             block = triton.next_power_of_2(width)
             _settle_kernel[(num_rows,)](suppress, alive, out, width, suppress.stride(0), suppress.stride(1),
-                                        BLOCK=block, num_warps=8 if block >= 2048 else 4)
+                                        BLOCK=block, num_warps=warps_for(block))
         return out
+
+    def warps_for(block: int) -> int:
+        """Warps per program for a block of `block` boxes: 8 from 2048 boxes (the GPU's block), else 4."""
+        return 8 if block >= 2048 else 4
 
     @settle.register_kernel("cuda")
     def _(suppress: Tensor, alive: Tensor) -> Tensor:
