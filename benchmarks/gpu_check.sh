@@ -8,7 +8,8 @@
 # .venv (pip install -e '.[dev]': needs the network).
 # Sections, most wanted first, each under a timeout (their sum stays under 10 minutes), each log tee'd to $OUT:
 #   tests     pytest -m cuda: CUDA parity of the ops and model, CUDA graphs, torch.compile reduce-overhead, syncs
-#   syncs     a training step of each backbone (600x1000, paper top-N) under torch.cuda.set_sync_debug_mode
+#   syncs     a training step of each backbone (600x1000, paper top-N) under torch.cuda.set_sync_debug_mode, and
+#             30 steps of the Trainer's loop (losses read once every 10 steps)
 #   opcount   benchmarks/bench_opcount.py --device cuda: op counts, and CUDA-graph replay ms vs torchvision eager
 #   model     benchmarks/bench_model.py --device cuda: eager step and inference times, memory, round-trips
 #   ops       benchmarks/bench_ops.py --device cuda: each op against torchvision's CUDA kernels
@@ -61,6 +62,32 @@ for backbone in ("tiny", "vgg16"):
              if "synchronizing" in str(w.message)]
     print(f"{backbone}: {len(syncs)} synchronising calls in a training step", *syncs, sep="\n  ")
     failed |= bool(syncs)
+
+# The training loop around the step: 30 steps of frcnn_edu.train.Trainer on 40 generated images (epochs of 10
+# steps) should read the device only to fetch the losses, once every LOSS_READ_EVERY steps (checkpoints off: saving
+# copies every weight to the host)
+import tempfile
+from pathlib import Path
+from frcnn_edu.builtin_dataset import BUILTIN_CLASSES, make_builtin_dataset
+from frcnn_edu.train import LOSS_READ_EVERY, TrainArgs, Trainer, build_model
+from frcnn_edu.training_data import InMemory, load_split
+folder = Path(tempfile.mkdtemp())
+root = make_builtin_dataset(folder / "builtin", seed=0, num_train=40, num_test=4)
+args = TrainArgs(root=str(root), out=str(folder / "run"), iterations=40, device="cuda")
+trainer = Trainer(args, build_model(args, len(BUILTIN_CLASSES) + 1).to(device), InMemory(load_split(args, args.image_set)))
+trainer.save = lambda: None
+trainer.fit(stop_after=10)  # warm: lazy initialisation
+torch.cuda.synchronize()
+torch.cuda.set_sync_debug_mode("warn")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    trainer.fit(stop_after=30)
+torch.cuda.set_sync_debug_mode("default")
+syncs = [str(w.message).splitlines()[0] + f" ({w.filename}:{w.lineno})" for w in caught
+         if "synchronizing" in str(w.message)]
+print(f"Trainer.fit: {len(syncs)} synchronising calls in 30 steps (expected {30 // LOSS_READ_EVERY})", *syncs,
+      sep="\n  ")
+failed |= len(syncs) > 30 // LOSS_READ_EVERY
 sys.exit(failed)
 '
 
@@ -86,7 +113,7 @@ section() {  # section NAME SECONDS COMMAND...: run it under a timeout, log to $
 for name in ${@:-tests syncs opcount model ops}; do
     case $name in
         tests)   section tests 120 "$PY" -m pytest -q -m cuda tests -rs -p no:cacheprovider ;;
-        syncs)   section syncs 45 "$PY" -c "$SYNC_CHECK" ;;
+        syncs)   section syncs 75 "$PY" -c "$SYNC_CHECK" ;;
         opcount) section opcount 150 "$PY" benchmarks/bench_opcount.py --device cuda --out "$OUT/opcount_cuda.md" ;;
         model)   section model 150 "$PY" benchmarks/bench_model.py --device cuda --out "$OUT/model_cuda.md" ;;
         ops)     section ops 90 "$PY" benchmarks/bench_ops.py --device cuda --out "$OUT/ops_cuda.md" ;;

@@ -63,13 +63,14 @@ def shard(batch: list[int], world: World) -> list[int]:
     return batch[world.rank :: world.size]
 
 
-def mean_over_ranks(values: dict[str, float], world: World, device: torch.device) -> dict[str, float]:
-    """Each value averaged over the ranks (for the log: every rank then writes the same numbers)."""
+def mean_over_ranks(values: torch.Tensor, world: World) -> torch.Tensor:
+    """values (any shape, on the rank's device) averaged elementwise over the ranks, unread: for the log, so that
+    every rank writes the same numbers."""
     if world.size == 1:
         return values
-    stacked = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
-    dist.all_reduce(stacked)
-    return dict(zip(values, (stacked / world.size).tolist()))
+    total = values.double()  # a new tensor: all_reduce sums in place
+    dist.all_reduce(total)
+    return total / world.size
 
 
 def any_rank(flag: bool, world: World, device: torch.device) -> bool:

@@ -11,7 +11,9 @@ mini-batches; a cosine does the same job smoothly on short runs). Augmentation: 
 plus zoom crops (`--zoom`, augment.zoom_crop), without which the tiny backbone memorises the 500 built-in images.
 Everything random is drawn from the seed: the data order, flips and crops per epoch from (seed, epoch), the
 model's anchor and RoI sampling from torch's RNG, whose state the checkpoint keeps (every rank's), so `--resume`
-continues exactly where an interrupted run stopped.
+continues exactly where an interrupted run stopped. Within a step the loop never waits for a GPU: the batch is
+copied from pinned memory, the targets' values are checked on the host, and the losses are read LOSS_READ_EVERY
+steps at a time.
 --batch-size is the total batch of a step, over all processes, and --lr goes with it: to use more GPUs at the same
 batch per GPU, raise both by the same factor (the linear scaling rule, Goyal et al. 2017, arXiv:1706.02677).
 Run folder (--out; default: a folder under the per-user cache, cache.py): checkpoint.pt (written atomically each
@@ -23,6 +25,7 @@ Notebook: 06_fast_rcnn_head.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -43,8 +46,12 @@ from .distributed import World
 from .metrics import voc_map
 from .model import FasterRCNN
 from .training_data import FromDisk, InMemory, class_names, epoch_plan, load_split, planned_batches
+from .transform import check_values
 
 LOSS_NAMES = ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg")
+# Steps between two reads of the losses on the host. A read waits for every kernel queued before it (a sync): on a
+# GPU, reading each step would idle the device while the host launches the next step's kernels.
+LOSS_READ_EVERY = 10
 
 
 @dataclass
@@ -100,6 +107,17 @@ def autocast_dtype(args: TrainArgs, device: torch.device) -> torch.dtype:
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():  # e.g. a T4
         return torch.float16
     return torch.bfloat16
+
+
+@contextlib.contextmanager
+def unchecked(model: FasterRCNN):
+    """The model without its check of the targets' values, which reads the device (a sync on a GPU): the Trainer
+    checks them before they leave the host."""
+    checks, model.check_inputs = model.check_inputs, False
+    try:
+        yield model
+    finally:
+        model.check_inputs = checks
 
 
 def learning_rate(args: TrainArgs, iteration: int, seconds: float = 0.0) -> float:
@@ -228,22 +246,45 @@ class Trainer:
         if rngs[self.world.rank]["cuda"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(rngs[self.world.rank]["cuda"].cpu(), self.device)
 
-    def step(self, images: list, targets: list) -> dict[str, float]:
-        """One SGD step on this rank's images (CPU tensors); returns the losses averaged over the ranks."""
+    def step(self, images: list, targets: list) -> torch.Tensor:
+        """One SGD step on this rank's images (CPU tensors), read-free (bfloat16 or no autocast).
+
+        Returns:
+            [4] float32 on the device, unread: this rank's losses in LOSS_NAMES order.
+        """
         self.lr = learning_rate(self.args, self.iteration, self.train_seconds)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        images = [image.to(self.device, non_blocking=True) for image in images]
-        targets = [{k: v.to(self.device, non_blocking=True) for k, v in t.items()} for t in targets]
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.args.amp):
+        if self.model.check_inputs:
+            check_values(targets, self.model.num_classes)  # here, on the host, where a read costs nothing
+        images = [self.to_device(image) for image in images]
+        targets = [{k: self.to_device(v) for k, v in t.items()} for t in targets]
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.args.amp), unchecked(self.model):
             losses = self.network(images, targets)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(sum(losses.values())).backward()
-        self.scaler.step(self.optimizer)
+        self.scaler.step(self.optimizer)  # float16's scaler reads whether a gradient overflowed: its one sync
         self.scaler.update()
         self.iteration += 1
-        return distributed.mean_over_ranks({k: float(v.detach()) for k, v in losses.items()}, self.world,
-                                           self.device)
+        return torch.stack([losses[name].detach().float() for name in LOSS_NAMES])
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A CPU tensor copied to the training device without waiting for it: to a GPU from pinned memory (a copy
+        from ordinary, pageable memory first waits for every kernel already queued)."""
+        if self.device.type == "cuda" and not tensor.is_pinned():
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=True)
+
+    def read_losses(self, pending: list[tuple[int, float, float, torch.Tensor]], log: RunLog | None) -> dict:
+        """The losses of the steps since the last read, read in one transfer (one sync) and averaged over the
+        ranks, into the log. pending: (iteration, seconds, lr, losses [4] on the device) per step, emptied.
+        Returns the last step's losses by name."""
+        rows = distributed.mean_over_ranks(torch.stack([losses for *_, losses in pending]), self.world).tolist()
+        if log:
+            for (iteration, seconds, lr, _), row in zip(pending, rows):
+                log.step(iteration, seconds, lr, dict(zip(LOSS_NAMES, row)))
+        pending.clear()
+        return dict(zip(LOSS_NAMES, rows[-1]))
 
     def fit(self, stop_after: int | None = None) -> None:
         """Train up to args.iterations (or `stop_after` more iterations, for tests), within the time budget."""
@@ -256,32 +297,37 @@ class Trainer:
         log = RunLog(self.out, self.iteration) if world.main else None
         bar = tqdm(total=args.iterations, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
                    disable=None if world.main else True)
-        started, running = time.perf_counter() - self.train_seconds, None
+        started, running, pending = time.perf_counter() - self.train_seconds, None, []
         try:
             while self.iteration < last:
                 epoch, position = divmod(self.iteration, per_epoch)
                 plan = epoch_plan(len(self.data), args.batch_size, args.seed, epoch, args.flip, args.zoom)
                 shards = [distributed.shard(batch, world) for batch in plan.batches[position:]]
-                out_of_time = False
-                for images, targets in planned_batches(self.data, plan, shards, args.workers):
+                out_of_time, pin = False, self.device.type == "cuda"
+                for images, targets in planned_batches(self.data, plan, shards, args.workers, pin):
                     losses = self.step(images, targets)
                     self.train_seconds = time.perf_counter() - started
-                    if log:
-                        log.step(self.iteration, self.train_seconds, self.lr, losses)
-                    running = losses if running is None else {k: 0.9 * running[k] + 0.1 * losses[k] for k in losses}
+                    pending.append((self.iteration, self.train_seconds, self.lr, losses))
                     bar.update(1)
-                    bar.set_postfix(loss=f"{sum(running.values()):.3f}", cls=f"{running['loss_classifier']:.3f}")
-                    # every rank stops at the same step: rank clocks differ, and DDP needs all of them
-                    out_of_time = distributed.any_rank(
-                        bool(args.time_budget) and self.train_seconds >= args.time_budget, world, self.device)
+                    spent = bool(args.time_budget) and self.train_seconds >= args.time_budget
+                    # ranks decide together, at the reads: rank clocks differ, and DDP needs every rank each step
+                    if len(pending) == LOSS_READ_EVERY or self.iteration >= last or (spent and world.size == 1):
+                        losses = self.read_losses(pending, log)
+                        running = losses if running is None else {k: 0.9 * running[k] + 0.1 * losses[k] for k in losses}
+                        bar.set_postfix(loss=f"{sum(running.values()):.3f}", cls=f"{running['loss_classifier']:.3f}")
+                        out_of_time = distributed.any_rank(spent, world, self.device)
                     if self.iteration >= last or out_of_time:
                         break
+                if pending:
+                    self.read_losses(pending, log)  # the log then has every row up to the checkpoint's iteration
                 self.save()  # each epoch (and at the end)
                 if out_of_time:
                     tqdm.write(f"time budget of {args.time_budget:.0f} s reached at iteration {self.iteration}")
                     break
         except KeyboardInterrupt:
             if world.size == 1:
+                if pending:
+                    self.read_losses(pending, log)
                 self.save()
                 tqdm.write(f"interrupted: checkpoint saved at iteration {self.iteration} in {self.checkpoint_path}; "
                            "continue with --resume")

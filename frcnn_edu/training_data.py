@@ -170,14 +170,16 @@ class _Planned(torch.utils.data.Dataset):
         return self.images.get(index, flip, torch.device("cpu"), zoom)
 
 
-def planned_batches(images: FromDisk, plan: EpochPlan, batches: list[list[int]],
-                    workers: int) -> Iterator[tuple[list[Tensor], list[dict]]]:
+def planned_batches(images: FromDisk, plan: EpochPlan, batches: list[list[int]], workers: int,
+                    pin: bool = False) -> Iterator[tuple[list[Tensor], list[dict]]]:
     """The given batches of the plan as (images, targets) lists on the CPU, in order. workers > 0 decodes and
-    augments them in that many DataLoader processes, a few batches ahead of the training step."""
+    augments them in that many DataLoader processes, a few batches ahead of the training step, and with `pin`
+    (training on a GPU) puts them in pinned memory, from which a copy to the GPU does not wait for it."""
     planned = _Planned(images, plan)
     if workers == 0:
         return (collate([planned[i] for i in batch]) for batch in batches)
     # a generator of its own: a DataLoader otherwise seeds its workers from torch's global random stream, which
     # would shift the model's anchor and RoI samples, and a run would train differently with workers than without
     return iter(torch.utils.data.DataLoader(planned, batch_sampler=batches, num_workers=workers, collate_fn=collate,
-                                            prefetch_factor=2, generator=torch.Generator().manual_seed(0)))
+                                            prefetch_factor=2, pin_memory=pin,
+                                            generator=torch.Generator().manual_seed(0)))

@@ -10,8 +10,11 @@ import pytest
 import torch
 from conftest import FIXTURE, copy_fixture, needs_fixture
 
+import frcnn_edu.model
+import frcnn_edu.train
 from frcnn_edu.builtin_dataset import BUILTIN_CLASSES, make_builtin_dataset
-from frcnn_edu.train import TrainArgs, Trainer, build_model, main
+from frcnn_edu.instruments.syncs import HiddenSyncCounter, count_python_reads
+from frcnn_edu.train import LOSS_NAMES, TrainArgs, Trainer, build_model, main
 from frcnn_edu.training_data import InMemory, load_split
 from frcnn_edu.voc import VOC_CLASSES
 from frcnn_edu.voc_subset import subset
@@ -75,6 +78,52 @@ def test_time_budget_ends_training_cleanly(voc_root, tmp_path):
     trainer.fit()
     assert trainer.iteration == 1
     assert (tmp_path / "checkpoint.pt").exists()
+
+
+def test_steps_read_nothing_and_fit_reads_the_losses_in_groups(voc_root, tmp_path, monkeypatch):
+    """On a GPU a host read waits for every queued kernel. A training step reads nothing: the targets' values are
+    checked on the host, before the copy, and not again by the model. fit reads the losses of LOSS_READ_EVERY
+    steps at once, and at each epoch's end (the checkpoint's) and the last step; the log keeps every step's own."""
+    monkeypatch.setattr(frcnn_edu.train, "LOSS_READ_EVERY", 3)
+    host_checks = []
+    monkeypatch.setattr(frcnn_edu.train, "check_values", lambda targets, num_classes: host_checks.append(len(targets)))
+
+    def checked_on_the_device(targets, num_classes):
+        raise AssertionError("the model read its targets' values on the device")
+
+    monkeypatch.setattr(frcnn_edu.model, "check_values", checked_on_the_device)
+    trainer = _trainer(_args(voc_root, tmp_path, iterations=13, batch_size=1))  # 8 images: epochs of 8 steps
+    step, read = Trainer.step, Trainer.read_losses
+    returned, reads = {}, []
+
+    def counted_step(self, images, targets):
+        with count_python_reads() as calls, HiddenSyncCounter() as hidden:
+            losses = step(self, images, targets)
+        assert calls == [] and hidden.ops == [], (calls, hidden.ops)
+        returned[self.iteration] = losses.tolist()
+        return losses
+
+    def spied_read(self, pending, log):
+        reads.append([iteration for iteration, *_ in pending])
+        return read(self, pending, log)
+
+    monkeypatch.setattr(Trainer, "step", counted_step)
+    monkeypatch.setattr(Trainer, "read_losses", spied_read)
+    trainer.fit()
+    assert host_checks == [1] * 13 and trainer.model.check_inputs  # the model's own check is back on after a step
+    assert reads == [[1, 2, 3], [4, 5, 6], [7, 8], [9, 10, 11], [12, 13]]
+    rows = [row.split(",") for row in (tmp_path / "losses.csv").read_text().splitlines()]
+    assert rows[0][3:] == list(LOSS_NAMES) and [int(row[0]) for row in rows[1:]] == list(range(1, 14))
+    for row in rows[1:]:
+        assert [float(value) for value in row[3:]] == pytest.approx(returned[int(row[0])], abs=1e-5)
+
+
+def test_bad_training_target_is_named_before_it_leaves_the_host(voc_root, tmp_path):
+    trainer = _trainer(_args(voc_root, tmp_path))
+    targets = [dict(boxes=torch.tensor([[10.0, 10, 50, 50]]), labels=torch.tensor([len(BUILTIN_CLASSES) + 1]))]
+    with pytest.raises(ValueError, match=r"targets\[0\]\['labels'\]\[0\] = 4: expected 1..3"):
+        trainer.step([torch.rand(3, 64, 64)], targets)
+    assert trainer.iteration == 0
 
 
 def test_checkpoint_from_another_configuration_is_refused(voc_root, tmp_path):
