@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .cache import cache_path
+from .exit_status import exit_status
 
 BUILTIN_CLASSES = ("ellipse", "rectangle", "triangle")  # labels 1, 2, 3
 YEAR = "builtin"            # the year folder is VOCdevkit/VOCbuiltin, so VOCDataset(..., year="builtin")
@@ -292,5 +293,4 @@ def command(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import main
-    sys.exit(main(["builtin", *sys.argv[1:]]))
+    sys.exit(exit_status(command, parser().parse_args()))

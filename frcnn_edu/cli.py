@@ -9,10 +9,8 @@
     frcnn-edu student ...    student copies of the course notebooks   (python -m frcnn_edu.student)
 
 `python -m frcnn_edu ...` is the same command, and so is `python -m frcnn_edu.<module>`. Each subcommand has
---help. Errors are one line on stderr naming the bad value or file, never a traceback; the exit status says what
-failed: 0 done, 1 the work failed (a download, the disk, weights that cannot be fetched), 2 bad input (an argument,
-a missing or malformed file), 130 interrupted. Without a folder argument, what they write goes into the per-user
-cache (cache.py).
+--help. Errors are one line on stderr naming the bad value or file, never a traceback, and the exit status says
+what failed (exit_status.py). Without a folder argument, what they write goes into the per-user cache (cache.py).
 """
 from __future__ import annotations
 
@@ -20,6 +18,7 @@ import argparse
 import sys
 
 from . import builtin_dataset, detect, export, student, train, voc_download, voc_subset
+from .exit_status import exit_status
 
 COMMANDS = {  # name -> (module with parser(prog) and command(args), one-line help)
     "train": (train, "train and evaluate a detector"),
@@ -42,21 +41,9 @@ def parser(prog: str = "frcnn-edu") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs one subcommand; returns its exit status (see the module docstring)."""
+    """Runs one subcommand; returns its exit status (exit_status.py)."""
     args = parser().parse_args(argv)
-    try:
-        COMMANDS[args.command][0].command(args)
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to continue (a download resumes; training with --resume)",
-              file=sys.stderr)
-        return 130
-    except (FileNotFoundError, ValueError) as error:  # checked first: FileNotFoundError is an OSError too
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (OSError, RuntimeError) as error:  # a download, the disk, pretrained weights offline
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(COMMANDS[args.command][0].command, args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .cache import cache_path
 from .checkpoint import load_checkpoint, model_from_checkpoint
+from .exit_status import exit_status
 from .viz import draw_detections
 from .voc import load_image
 
@@ -82,7 +83,7 @@ def parser(prog: str = "python -m frcnn_edu.detect") -> argparse.ArgumentParser:
 
 
 def command(args: argparse.Namespace) -> None:
-    """`frcnn-edu detect`: errors become one line and an exit status in cli.main (2 for bad input)."""
+    """`frcnn-edu detect`: errors become one line and an exit status (exit_status.py) (2 for bad input)."""
     if not 0.0 <= args.score <= 1.0:
         raise ValueError(f"--score must be in [0, 1], got {args.score}")
     photos = find_images(args.photos)  # before loading the model: a typo fails at once
@@ -95,5 +96,4 @@ def command(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import main
-    sys.exit(main(["detect", *sys.argv[1:]]))
+    sys.exit(exit_status(command, parser().parse_args()))

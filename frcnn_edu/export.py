@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from .cache import cache_path
 from .checkpoint import load_checkpoint, model_from_checkpoint
+from .exit_status import exit_status
 from .model import FasterRCNN
 
 FORMATS = {"torch": ".pt2", "onnx": ".onnx"}
@@ -107,5 +108,4 @@ def command(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import main
-    sys.exit(main(["export", *sys.argv[1:]]))
+    sys.exit(exit_status(command, parser().parse_args()))

@@ -24,6 +24,8 @@ import json
 import sys
 from pathlib import Path
 
+from .exit_status import exit_status
+
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("your code here: replace this line")'
 
@@ -102,5 +104,4 @@ def command(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import main
-    sys.exit(main(["student", *sys.argv[1:]]))
+    sys.exit(exit_status(command, parser().parse_args()))

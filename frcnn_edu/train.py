@@ -43,6 +43,7 @@ from .cache import cache_path
 from .checkpoint import load_checkpoint, save_atomic
 from .config import FasterRCNNConfig
 from .distributed import World
+from .exit_status import exit_status
 from .metrics import voc_map
 from .model import FasterRCNN
 from .training_data import FromDisk, InMemory, class_names, epoch_plan, load_split, planned_batches
@@ -477,8 +478,7 @@ def command(ns: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m frcnn_edu.train ...`, the same as `frcnn-edu train ...`: returns the exit status."""
-    from .cli import main as cli_main  # cli imports this module: import it only when run
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+    return exit_status(command, parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from .cache import cache_path
+from .exit_status import exit_status
 
 TIMEOUT_S = 10.0  # seconds per connection attempt and per read: offline, each URL fails at once (DNS) or by then
 CHUNK = 1 << 20  # bytes per read
@@ -253,10 +254,9 @@ def parser(prog: str = "python -m frcnn_edu.voc_download") -> argparse.ArgumentP
 
 
 def command(args: argparse.Namespace) -> None:
-    """`frcnn-edu download`: its errors become exit statuses in cli.main (1 for a failed download)."""
+    """`frcnn-edu download`: its errors become exit statuses (exit_status.py) (1 for a failed download)."""
     download(args.dataset, args.root, args.timeout)
 
 
 if __name__ == "__main__":
-    from .cli import main
-    sys.exit(main(["download", *sys.argv[1:]]))
+    sys.exit(exit_status(command, parser().parse_args()))

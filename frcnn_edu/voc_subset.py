@@ -21,6 +21,7 @@ from typing import Sequence
 
 from . import voc
 from .cache import cache_path
+from .exit_status import exit_status
 from .voc import VOC_CLASSES
 
 
@@ -159,7 +160,7 @@ def parser(prog: str = "python -m frcnn_edu.voc_subset") -> argparse.ArgumentPar
 
 
 def command(args: argparse.Namespace) -> None:
-    """`frcnn-edu subset`: writes the lists and says what they hold; errors become exit statuses in cli.main."""
+    """`frcnn-edu subset`: writes the lists and says what they hold; errors become exit statuses (exit_status.py)."""
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     result = subset(args.root, classes, args.name, args.max_images, args.max_test, args.year, args.seed)
     for split in ("trainval", "test"):
@@ -175,5 +176,4 @@ def command(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import main
-    sys.exit(main(["subset", *sys.argv[1:]]))
+    sys.exit(exit_status(command, parser().parse_args()))

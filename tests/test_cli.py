@@ -1,4 +1,5 @@
 """frcnn_edu.cli: one `frcnn-edu` command whose subcommands are the modules' own (same flags, help and errors)."""
+import os
 import subprocess
 import sys
 
@@ -40,3 +41,13 @@ def test_builtin_says_where_it_wrote(tmp_path, monkeypatch, capsys):
     assert cli.main(["builtin", "--num-train", "2", "--num-test", "1"]) == 0
     where = tmp_path / "home" / "builtin" / "VOCdevkit" / "VOCbuiltin"
     assert str(where) in capsys.readouterr().out and (where / "builtin.json").is_file()
+
+
+@pytest.mark.parametrize("module, argv, culprit", [
+    ("frcnn_edu.train", ["--data", "nope"], "--data must be 'builtin', 'voc' or 'coco', got 'nope'"),
+    ("frcnn_edu.builtin_dataset", ["--num-train", "0"], "num_train >= 1"),
+])
+def test_each_module_run_with_python_dash_m_has_the_same_errors(module, argv, culprit, tmp_path):
+    run = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "FRCNN_EDU_HOME": str(tmp_path / "home")})
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and culprit in run.stderr, run.stderr

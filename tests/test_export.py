@@ -73,7 +73,7 @@ def test_onnx_settle_loop_is_exact_on_a_deep_chain(tmp_path):
     suppress = suppress.triu_(1)
     suppress[0].diagonal(1).fill_(1)
     alive = (torch.rand(3, 1, 120, generator=gen) > 0.1).float()
-    program = torch.onnx.export(Settle(), (suppress, alive), dynamo=True, verbose=False,
+    program = torch.onnx.export(Settle().eval(), (suppress, alive), dynamo=True, verbose=False,
                                 custom_translation_table={torch.ops.frcnn_edu.settle.default: settle_loop})
     program.save(str(tmp_path / "settle.onnx"))
     session = onnxruntime.InferenceSession(str(tmp_path / "settle.onnx"))
