@@ -2,7 +2,9 @@
 image overfits). The stages' own cases are in test_anchors, test_rpn, test_proposals, test_head."""
 from __future__ import annotations
 
+import copy
 import importlib
+import math
 
 import pytest
 import torch
@@ -42,6 +44,50 @@ def test_eval_detections_match_torchvision():
         assert same.any(dim=1).all() and same.any(dim=0).all()
         assert same.diagonal().float().mean() > 0.9  # and nearly all in the same order
     assert total > 20  # the comparison is not vacuous
+
+
+# ---------------------------------------------------------------- the same on a GPU
+def fixed_keys(*shape, device=None, dtype=None, **_):
+    """torch.rand's stand-in for the samplers: keys a fixed function of the position, equal on every device."""
+    size = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
+    position = torch.arange(math.prod(size), dtype=torch.float64)
+    keys = torch.frac(torch.sin(position * 12.9898 + 1) * 43758.5453)
+    return keys.view(size).to(device=device, dtype=dtype or torch.float32)
+
+
+def step_and_detections(model: FasterRCNN, device: str) -> tuple[dict, dict, object]:
+    """A float64 copy of model on `device`: one training step's losses and gradients on _batch() (on the CPU,
+    by name), then its detect_padded on the same images."""
+    model = copy.deepcopy(model).double().to(device).train()
+    images, targets = _batch()
+    images = [image.double().to(device) for image in images]
+    targets = [{"boxes": t["boxes"].double().to(device), "labels": t["labels"].to(device)} for t in targets]
+    losses = model(images, targets)
+    sum(losses.values()).backward()
+    grads = {name: p.grad.cpu() for name, p in model.named_parameters() if p.grad is not None}
+    with torch.no_grad():
+        detections = model.eval().detect_padded(images)
+    return {k: v.detach().cpu() for k, v in losses.items()}, grads, detections
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("backbone", ["tiny", "vgg16"])
+def test_cuda_equals_the_cpu(backbone, monkeypatch):
+    """The same weights and images on a GPU and on the CPU, in float64 so that no NMS, matching or sampling
+    decision can flip on rounding, and the samplers' keys equal on both: the same losses, gradients (every
+    parameter's) and detections. The GPU runs its own kernels: Triton's NMS scan, cuDNN, the ops' CUDA paths."""
+    monkeypatch.setattr(torch, "rand", fixed_keys)
+    torch.manual_seed(0)
+    model = FasterRCNN(3, backbone, FasterRCNNConfig.tiny_cpu(min_size=192, max_size=256), check_inputs=False)
+    cpu, cuda = step_and_detections(model, "cpu"), step_and_detections(model, "cuda")
+    torch.testing.assert_close(cuda[0], cpu[0], rtol=1e-7, atol=1e-10)
+    assert cuda[1].keys() == cpu[1].keys() and len(cpu[1]) > 10
+    torch.testing.assert_close(cuda[1], cpu[1], rtol=1e-6, atol=1e-9)  # the backward's atomics add in any order
+    assert torch.equal(cuda[2].valid.cpu(), cpu[2].valid) and torch.equal(cuda[2].labels.cpu(), cpu[2].labels)
+    torch.testing.assert_close(cuda[2].boxes.cpu(), cpu[2].boxes, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(cuda[2].scores.cpu(), cpu[2].scores, rtol=1e-7, atol=1e-10)
+    assert cpu[2].valid.sum() > 10  # the comparison is not vacuous
 
 
 # ---------------------------------------------------------------- host round-trips

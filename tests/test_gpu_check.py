@@ -1,0 +1,30 @@
+"""benchmarks/gpu_check.sh, the checks for a lent GPU, stays runnable: it is run rarely, on a machine with its own
+PyTorch (2.11 with torchvision 0.26 and Triton 3.6 when last seen) and without some of the packages the lock
+installs, so what can be checked without a GPU is checked here."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def test_the_script_parses():
+    assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
+
+
+def test_its_test_files_hold_every_cuda_test():
+    """It runs pytest -m cuda on a list of files (a file that fails to import there would stop the whole run):
+    the list must hold every test marked cuda, and each file on it some."""
+    listed = set(re.search(r'^CUDA_TEST_FILES="([^"]*)"', SCRIPT.read_text(), re.M).group(1).split())
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "cuda", "-p",
+                                "no:cacheprovider", "tests"], cwd=ROOT, capture_output=True, text=True).stdout
+    files = {line.split("::")[0] for line in collected.splitlines() if "::" in line}
+    assert files and files == listed, (files, listed)
+
+
+def test_its_sections_fit_one_command():
+    """A lent machine runs one command for at most 10 minutes: the sections' timeouts add up to less."""
+    timeouts = [int(t) for t in re.findall(r"section \w+ (\d+) ", SCRIPT.read_text())]
+    assert len(timeouts) == 5 and sum(timeouts) < 600, timeouts
