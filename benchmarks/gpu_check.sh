@@ -7,13 +7,13 @@
 # PY=/path/to/python chooses the interpreter; otherwise .venv's, else a system python3 with CUDA torch, else a new
 # .venv (pip install -e '.[dev]': needs the network).
 # Sections, most wanted first, each under a timeout (their sum stays under 10 minutes), each log tee'd to $OUT:
-#   tests     pytest -m cuda: CUDA parity of the ops and model (float64, against the CPU), CUDA graphs,
-#             torch.compile reduce-overhead, syncs
+#   tests     pytest -m cuda: CUDA parity of the ops and model (float64, against the CPU), CUDA graphs, syncs
 #   syncs     a training step of each backbone (600x1000, paper top-N) under torch.cuda.set_sync_debug_mode, and
 #             30 steps of the Trainer's loop (losses read once every 10 steps)
 #   opcount   benchmarks/bench_opcount.py --device cuda: op counts, and CUDA-graph replay ms vs torchvision eager
 #   model     benchmarks/bench_model.py --device cuda: eager step and inference times, memory, round-trips
 #   ops       benchmarks/bench_ops.py --device cuda: each op against torchvision's CUDA kernels
+#   compile   the torch.compile(mode="reduce-overhead") test: last, as Inductor's compile takes a minute or more
 # A failing section does not stop the others; the summary at the end (also $OUT/summary.txt) lists each one.
 set -u
 cd "$(dirname "$0")/.."
@@ -80,7 +80,8 @@ from frcnn_edu.training_data import InMemory, load_split
 folder = Path(tempfile.mkdtemp())
 root = make_builtin_dataset(folder / "builtin", seed=0, num_train=40, num_test=4)
 args = TrainArgs(root=str(root), out=str(folder / "run"), iterations=40, device="cuda")
-trainer = Trainer(args, build_model(args, len(BUILTIN_CLASSES) + 1).to(device), InMemory(load_split(args, args.image_set)))
+model = build_model(args, len(BUILTIN_CLASSES) + 1).to(device)
+trainer = Trainer(args, model, InMemory(load_split(args, args.image_set)))
 trainer.save = lambda: None
 trainer.fit(stop_after=10)  # warm: lazy initialisation
 torch.cuda.synchronize()
@@ -116,14 +117,18 @@ section() {  # section NAME SECONDS COMMAND...: run it under a timeout, log to $
 "$PY" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__,
 "CUDA", torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU")' \
     2>&1 | tee "$OUT/env.log"
-for name in ${@:-tests syncs opcount model ops}; do
+COMPILE_TEST=reduce_overhead_compile_matches_eager
+for name in ${@:-tests syncs opcount model ops compile}; do
     case $name in
-        tests)   section tests 120 "$PY" -m pytest -q -m cuda $CUDA_TEST_FILES -rs -p no:cacheprovider ;;
-        syncs)   section syncs 75 "$PY" -c "$SYNC_CHECK" ;;
-        opcount) section opcount 150 "$PY" benchmarks/bench_opcount.py --device cuda --out "$OUT/opcount_cuda.md" ;;
-        model)   section model 150 "$PY" benchmarks/bench_model.py --device cuda --out "$OUT/model_cuda.md" ;;
-        ops)     section ops 90 "$PY" benchmarks/bench_ops.py --device cuda --out "$OUT/ops_cuda.md" ;;
-        *)       echo "unknown section: $name (tests, syncs, opcount, model, ops)" | tee -a "$OUT/summary.txt" ;;
+        tests)   section tests 110 "$PY" -m pytest -q -m cuda $CUDA_TEST_FILES -k "not $COMPILE_TEST" -rs \
+                     -p no:cacheprovider ;;
+        syncs)   section syncs 70 "$PY" -c "$SYNC_CHECK" ;;
+        opcount) section opcount 120 "$PY" benchmarks/bench_opcount.py --device cuda --out "$OUT/opcount_cuda.md" ;;
+        model)   section model 120 "$PY" benchmarks/bench_model.py --device cuda --out "$OUT/model_cuda.md" ;;
+        ops)     section ops 80 "$PY" benchmarks/bench_ops.py --device cuda --out "$OUT/ops_cuda.md" ;;
+        compile) section compile 90 "$PY" -m pytest -q -m cuda tests/test_cuda_graphs.py -k "$COMPILE_TEST" -rs \
+                     -p no:cacheprovider ;;
+        *)       echo "unknown section: $name (tests syncs opcount model ops compile)" | tee -a "$OUT/summary.txt" ;;
     esac
 done
 echo "=== summary ($PY)"

@@ -27,4 +27,10 @@ def test_its_test_files_hold_every_cuda_test():
 def test_its_sections_fit_one_command():
     """A lent machine runs one command for at most 10 minutes: the sections' timeouts add up to less."""
     timeouts = [int(t) for t in re.findall(r"section \w+ (\d+) ", SCRIPT.read_text())]
-    assert len(timeouts) == 5 and sum(timeouts) < 600, timeouts
+    assert len(timeouts) == 6 and sum(timeouts) < 600, timeouts
+
+
+def test_its_compile_section_names_a_test_that_exists():
+    """The slow torch.compile test runs last, on its own, by name: the name must still select one test."""
+    name = re.search(r"^COMPILE_TEST=(\w+)", SCRIPT.read_text(), re.M).group(1)
+    assert f"def test_{name}(" in (ROOT / "tests" / "test_cuda_graphs.py").read_text()
