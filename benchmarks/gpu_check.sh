@@ -15,6 +15,8 @@
 #   ops       benchmarks/bench_ops.py --device cuda: each op against torchvision's CUDA kernels
 #   compile   the torch.compile(mode="reduce-overhead") test: last, as Inductor's compile takes a minute or more
 # A failing section does not stop the others; the summary at the end (also $OUT/summary.txt) lists each one.
+# Then, on the development machine: copy $OUT's ops_cuda.md, model_cuda.md and opcount_cuda.md into
+# benchmarks/results/ and run benchmarks/report.py: RESULTS.md gains the CUDA tables and their targets.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu_out}"

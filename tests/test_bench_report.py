@@ -61,3 +61,30 @@ def test_report_judges_opcount(tmp_path, load_benchmark):
     (results / "opcount.md").write_text(met)
     text = load_benchmark("report").main(["--results", str(results), "--out", str(tmp_path / "RESULTS.md")])
     assert next(line for line in text.splitlines() if line.startswith("| dispatched aten ops")).endswith("| met |")
+
+
+GRAPHS = """# Dispatched aten ops (CUDA)
+
+## CUDA graphs: one replay against eager calls (median ms)
+
+| backbone | mode | image | ours eager ms | ours CUDA graph ms | torchvision eager ms | ratio (graph / tv) |
+|---|---|---|---:|---:|---:|---:|
+| tiny | train step | 600x1000 | 9.0 | 3.0 | 12.0 | 0.25 |
+| vgg16 | train step | 600x1000 | 40.0 | capture failed: operation not permitted | 30.0 | - |
+"""
+
+
+def test_report_judges_a_gpus_results(tmp_path, load_benchmark):
+    """gpu_check.sh's model_cuda.md and opcount_cuda.md, copied into the results, get targets of their own."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "model_cuda.md").write_text(MODEL)
+    (results / "opcount_cuda.md").write_text(GRAPHS)
+    text = load_benchmark("report").main(["--results", str(results), "--out", str(tmp_path / "RESULTS.md")])
+    lines = text.splitlines()
+    step = next(line for line in lines if line.startswith("| training step at most 1.0x torchvision's on CUDA"))
+    assert step.endswith("not met in 1 of 2 |")
+    graphs = next(line for line in lines if line.startswith("| a CUDA-graph replay"))
+    assert "tiny train step 0.25x, vgg16 train step - (capture failed: operation not permitted)" in graphs
+    assert graphs.endswith("| not met in 1 of 2 |")
+    assert not any(line.startswith("| training step at most 1.0x torchvision's |") for line in lines)  # no CPU run
