@@ -24,8 +24,8 @@ How the argmax of every bin is found in about 140 operations, whatever the numbe
 3. A bin of h x w cells is covered exactly by the four (overlapping) blocks of 2^floor(log2 h) x
    2^floor(log2 w) cells at its corners, all inside the map. One index_select reads those four ranks for every
    bin, channel and RoI; their minimum is the bin's rank. An empty bin reads a rank one past the last.
-4. The output is the sorted values gathered at those ranks, with a zero appended for the empty bins' rank.
-   Autograd's backward is a scatter-add into the sorted order, then the sort's own backward puts each cell's
+4. The output is the sorted values read at those ranks, with a zero appended for the empty bins' rank.
+   Autograd's backward is an add into the sorted order, then the sort's own backward puts each cell's
    gradient back in place: the argmax receives it, repeated cells accumulate, as torchvision's gradient.
 """
 from __future__ import annotations
@@ -140,17 +140,24 @@ def _corner_rows(rois: Tensor, spatial_scale: float, pooled_h: int, pooled_w: in
 def _roi_pool(input: Tensor, rois: Tensor, pooled_h: int, pooled_w: int, spatial_scale: float) -> Tensor:
     """roi_pool on checked arguments: rois [K, 5], same dtype and device as input [N, C, H, W]."""
     num, channels, height, width = input.shape
-    num_rois = rois.shape[0]
-    if num * height * width == 0:  # no cells (so every bin is empty) or no images (so no RoIs): no table
+    num_rois, cells = rois.shape[0], num * height * width
+    if cells == 0:  # no cells (so every bin is empty) or no images (so no RoIs): no table
         return input.new_zeros(num_rois, channels, pooled_h, pooled_w)
     values, order = input.flatten(2).sort(dim=2, descending=True, stable=True)  # [N, C, H * W], ties row-major
     table = _rank_table(order, input.shape)
     rows = _corner_rows(rois.detach(), spatial_scale, pooled_h, pooled_w, input.shape)  # [4, K * PH * PW]
-    rank = table.index_select(0, rows.view(-1)).view(4, -1, channels).amin(dim=0).long()  # [K * PH * PW, C]
-    # [N * H * W + 1, C]: row n * H * W + r holds the r-th largest cell of image n, the last row a zero
-    by_rank = torch.cat([values.transpose(1, 2).reshape(-1, channels), values.new_zeros(1, channels)])
-    output = by_rank.gather(0, rank)  # [K * PH * PW, C]; backward: a scatter-add to the argmax, as torchvision
-    return output.view(num_rois, pooled_h, pooled_w, channels).permute(0, 3, 1, 2).contiguous()  # [K, C, PH, PW]
+    rank = table.index_select(0, rows.view(-1)).view(4, -1, channels).amin(dim=0)  # [K * PH * PW, C]
+    # [C, N * H * W + 1]: row c holds channel c's cells, largest first, image after image, then a zero
+    by_rank = torch.cat([values.transpose(0, 1).reshape(channels, cells), values.new_zeros(channels, 1)], dim=1)
+    # Each output's position in by_rank, flat: c * (N * H * W + 1) + rank, laid out as the output [K, C, PH * PW],
+    # so one RoI and channel's lookups stay in one row. int32 where it fits: on a CPU an index_select of a flat
+    # tensor with int32 positions is about twice as fast as a gather with int64 ones.
+    index_dtype = torch.int32 if by_rank.numel() < 1 << 31 else torch.int64
+    starts = torch.arange(0, by_rank.numel(), cells + 1, device=input.device, dtype=index_dtype)  # [C]
+    flat = torch.empty(num_rois, channels, pooled_h * pooled_w, device=input.device, dtype=index_dtype)
+    flat.copy_(rank.view(num_rois, pooled_h * pooled_w, channels).transpose(1, 2)).add_(starts.view(1, channels, 1))
+    output = by_rank.view(-1).index_select(0, flat.view(-1))  # backward: an add to each argmax, as torchvision's
+    return output.view(num_rois, channels, pooled_h, pooled_w)
 
 
 def roi_pool(
