@@ -12,7 +12,7 @@ LOCK   := requirements.lock
 export FRCNN_EDU_HOME ?= $(CURDIR)/runs/cache
 export FRCNN_EDU_VOC_FIXTURE ?= $(abspath $(CURDIR)/../shared/voc-fixture/VOCdevkit)
 
-.PHONY: venv test demo bench clean lock student
+.PHONY: venv test demo bench gpu-check clean lock student
 
 venv: $(STAMP)
 
@@ -65,6 +65,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_compile.py $(BENCH_FLAGS) --out $(BENCH_OUT)/compile.md
 	$(PY) benchmarks/bench_data.py $(BENCH_FLAGS) --out $(BENCH_OUT)/data.md
 	$(PY) benchmarks/report.py --results $(BENCH_OUT) --out benchmarks/RESULTS.md
+
+# On a machine with an NVIDIA GPU: the CUDA tests, the syncs of a training step and of the training loop, and the
+# benchmarks on CUDA, in one run of under 10 minutes (benchmarks/gpu_check.sh). Logs and tables: runs/gpu_check/.
+gpu-check: $(STAMP)
+	OUT=runs/gpu_check PY=$(PY) bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -5,7 +5,7 @@
 #     OUT=gpu_out bash benchmarks/gpu_check.sh [section ...]     # default: every section, in this order
 #
 # PY=/path/to/python chooses the interpreter; otherwise .venv's, else a system python3 with CUDA torch, else a new
-# .venv (pip install -e '.[dev]': needs the network).
+# .venv (pip install -e '.[dev]': needs the network). Without a GPU it says so and exits 2 (DRY_RUN=1: runs anyway).
 # Sections, most wanted first, each under a timeout (their sum stays under 10 minutes), each log tee'd to $OUT:
 #   tests     pytest -m cuda: CUDA parity of the ops and model (float64, against the CPU), CUDA graphs, syncs
 #   syncs     a training step of each backbone (600x1000, paper top-N) under torch.cuda.set_sync_debug_mode, and
@@ -34,9 +34,15 @@ elif has_cuda_torch .venv/bin/python; then
 elif command -v python3 >/dev/null && has_cuda_torch "$(command -v python3)"; then
     PY="$(command -v python3)"
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # frcnn_edu from the checkout, not installed
+elif [ -x .venv/bin/python ]; then
+    PY=.venv/bin/python  # a machine without a GPU, most likely: said just below
 else
     python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev]' 2>&1 | tail -5 | tee "$OUT/venv.log"
     PY=.venv/bin/python
+fi
+if ! has_cuda_torch "$PY"; then
+    echo "gpu_check: $PY sees no CUDA device (or lacks torch, torchvision or pytest): nothing to check here" >&2
+    [ -n "${DRY_RUN:-}" ] || exit 2  # DRY_RUN=1 runs the sections anyway: their plumbing, without a GPU
 fi
 
 # The test files that hold CUDA tests (tests/test_gpu_check.py keeps this list whole). Only these: a machine lent

@@ -1,10 +1,14 @@
-"""benchmarks/gpu_check.sh, the checks for a lent GPU, stays runnable: it is run rarely, on a machine with its own
-PyTorch (2.11 with torchvision 0.26 and Triton 3.6 when last seen) and without some of the packages the lock
-installs, so what can be checked without a GPU is checked here."""
+"""benchmarks/gpu_check.sh (`make gpu-check`), the checks that need a GPU, stays runnable: it runs rarely, and on a
+lent machine with its own PyTorch (2.11 with torchvision 0.26 and Triton 3.6 when last seen) and without some of
+the packages the lock installs, so what can be checked without a GPU is checked here."""
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
@@ -34,3 +38,11 @@ def test_its_compile_section_names_a_test_that_exists():
     """The slow torch.compile test runs last, on its own, by name: the name must still select one test."""
     name = re.search(r"^COMPILE_TEST=(\w+)", SCRIPT.read_text(), re.M).group(1)
     assert f"def test_{name}(" in (ROOT / "tests" / "test_cuda_graphs.py").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the script runs its checks")
+def test_without_a_gpu_it_says_so_and_stops(tmp_path):
+    run = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OUT": str(tmp_path), "PY": sys.executable})
+    assert run.returncode == 2 and "sees no CUDA device" in run.stderr, run.stderr
+    assert not (tmp_path / "summary.txt").exists()  # no section ran
