@@ -279,13 +279,13 @@ class Trainer:
     def read_losses(self, pending: list[tuple[int, float, float, torch.Tensor]], log: RunLog | None) -> dict:
         """The losses of the steps since the last read, read in one transfer (one sync) and averaged over the
         ranks, into the log. pending: (iteration, seconds, lr, losses [4] on the device) per step, emptied.
-        Returns the last step's losses by name."""
+        Returns those steps' mean losses by name."""
         rows = distributed.mean_over_ranks(torch.stack([losses for *_, losses in pending]), self.world).tolist()
         if log:
             for (iteration, seconds, lr, _), row in zip(pending, rows):
                 log.step(iteration, seconds, lr, dict(zip(LOSS_NAMES, row)))
         pending.clear()
-        return dict(zip(LOSS_NAMES, rows[-1]))
+        return {name: sum(column) / len(rows) for name, column in zip(LOSS_NAMES, zip(*rows))}
 
     def fit(self, stop_after: int | None = None) -> None:
         """Train up to args.iterations (or `stop_after` more iterations, for tests), within the time budget."""

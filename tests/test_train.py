@@ -105,7 +105,10 @@ def test_steps_read_nothing_and_fit_reads_the_losses_in_groups(voc_root, tmp_pat
 
     def spied_read(self, pending, log):
         reads.append([iteration for iteration, *_ in pending])
-        return read(self, pending, log)
+        mean = read(self, pending, log)  # the progress bar's figure: the mean of the steps read
+        expected = torch.tensor([returned[i] for i in reads[-1]]).mean(dim=0).tolist()
+        assert list(mean) == list(LOSS_NAMES) and list(mean.values()) == pytest.approx(expected, rel=1e-6)
+        return mean
 
     monkeypatch.setattr(Trainer, "step", counted_step)
     monkeypatch.setattr(Trainer, "read_losses", spied_read)
