@@ -68,7 +68,7 @@ def mean_over_ranks(values: torch.Tensor, world: World) -> torch.Tensor:
     every rank writes the same numbers."""
     if world.size == 1:
         return values
-    total = values.double()  # a new tensor: all_reduce sums in place
+    total = values.to(torch.float64, copy=True)  # a copy even of float64 values: all_reduce sums in place
     dist.all_reduce(total)
     return total / world.size
 
